@@ -1,0 +1,60 @@
+"""Clustering and classification metrics on hand-computed cases and against sklearn."""
+import numpy as np
+import pytest
+from sklearn.metrics import normalized_mutual_info_score
+
+from vitsom import metrics
+
+
+def test_purity_hand_case():
+    clusters = [0, 0, 0, 1, 1, 2]
+    labels = [5, 5, 7, 7, 7, 9]
+    # cluster 0 → 5 (2 of 3), cluster 1 → 7 (2), cluster 2 → 9 (1): 5/6
+    assert metrics.purity(clusters, labels) == pytest.approx(5 / 6)
+
+
+def test_purity_extremes():
+    y = np.arange(20) % 4
+    assert metrics.purity(np.arange(20), y) == 1.0            # one sample per cluster
+    assert metrics.purity(np.zeros(20, int), y) == pytest.approx(0.25)
+
+
+def test_clustering_accuracy_hungarian_hand_case():
+    clusters = [0, 0, 1, 1, 1, 2]
+    labels = [1, 1, 0, 0, 2, 2]
+    # best one-to-one map 0→1, 1→0, 2→2: 2 + 2 + 1 = 5 of 6
+    assert metrics.clustering_accuracy(clusters, labels) == pytest.approx(5 / 6)
+    # a permutation of labels is perfect
+    y = np.repeat(np.arange(5), 4)
+    assert metrics.clustering_accuracy((y + 3) % 5, y) == 1.0
+
+
+def test_accuracy_not_above_purity_with_more_clusters():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 500)
+    c = rng.integers(0, 40, 500)
+    assert metrics.clustering_accuracy(c, y) <= metrics.purity(c, y)
+
+
+def test_nmi_matches_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 300)
+    c = (y * 3 + rng.integers(0, 3, 300)) % 17
+    assert metrics.nmi(c, y) == pytest.approx(normalized_mutual_info_score(y, c))
+    assert metrics.nmi(y, y) == pytest.approx(1.0)
+
+
+def test_heldout_purity():
+    train_c, train_y = [0, 0, 1, 1], [3, 3, 4, 4]
+    test_c, test_y = [0, 1, 1, 2], [3, 4, 3, 4]   # unit 2 never seen in training → wrong
+    assert metrics.heldout_purity(train_c, train_y, test_c, test_y) == pytest.approx(2 / 4)
+
+
+def test_top1():
+    assert metrics.top1_accuracy([1, 2, 3, 4], [1, 2, 0, 4]) == 0.75
+
+
+@pytest.mark.parametrize("bad", [([], []), ([0.5, 1.0], [0, 1]), ([0, 1, 2], [0, 1])])
+def test_bad_inputs(bad):
+    with pytest.raises(ValueError):
+        metrics.purity(*bad)

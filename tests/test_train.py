@@ -1,0 +1,118 @@
+"""End-to-end training on real USPS (CPU, seconds), determinism, resume, and bad input."""
+import json
+
+import pytest
+import torch
+
+from vitsom import config as C
+from vitsom import data as vdata
+from vitsom.train import NonFiniteLossError, build_model, evaluate, load_task_data, lr_factor, train
+
+# A short but real run: 2,000 USPS images, 5 epochs (155 steps), the paper's model with a 12×12 map,
+# T 4 → 0.05 and lr 0.02. With the full recipe's 40×40 map and T_max = 20 the map needs several
+# hundred steps to leave its collapsed start (all samples on one unit), more than a unit test affords.
+SHORT = ["train.epochs=5", "train.max_train_samples=2000", "train.batch_size=64", "train.warmup_epochs=1",
+         "som.height=12", "som.width=12", "som.t_max=4.0", "som.t_min=0.05", "train.lr=0.02",
+         "train.checkpoint_every=0"]
+
+
+def short_cfg(seed=0, extra=()):
+    return C.make_config("usps-clustering", "smoke", seed, SHORT + list(extra))
+
+
+def test_training_raises_purity_and_is_deterministic(usps_root, isolated_results):
+    cfg = short_cfg()
+    data = load_task_data(cfg, usps_root)
+    torch.manual_seed(cfg.seed)
+    untrained = evaluate(build_model(cfg), data.train, torch.device("cpu"), "clustering")
+    rec = train(cfg, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    assert rec["metrics"]["n"] == 2000
+    assert rec["metrics"]["purity"] > untrained["purity"] + 0.3, (untrained, rec["metrics"])
+    assert rec["metrics"]["recon_l1"] < untrained["recon_l1"]
+    # the record is on disk, complete, with provenance
+    path = isolated_results / "results" / "smoke" / "usps-clustering" / f"{cfg.key()}.json"
+    on_disk = json.loads(path.read_text())
+    for field in ("config", "seed", "git", "device", "profile", "wall_time_s", "peak_memory", "metrics"):
+        assert field in on_disk
+    # same seed → identical metrics (forced rerun)
+    again = train(short_cfg(), data_root=usps_root, device="cpu", progress=False, force=True, log=lambda s: None)
+    assert again["metrics"] == rec["metrics"]
+    # an existing record is reused, not retrained
+    assert train(short_cfg(), data_root=usps_root, device="cpu", progress=False)["created"] == again["created"]
+
+
+def test_resume_after_interruption_gives_the_same_result(usps_root, isolated_results):
+    extra = ["train.max_train_samples=1000", "train.epochs=2"]
+    full = train(short_cfg(1, extra), data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    (isolated_results / "results").rename(isolated_results / "results_full")
+    cut = train(short_cfg(1, extra), data_root=usps_root, device="cpu", progress=False,
+                stop_after_steps=11, log=lambda s: None)       # mid-epoch (15 steps per epoch)
+    assert cut["interrupted"] and cut["step"] == 11
+    resumed = train(short_cfg(1, extra), data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    assert resumed["metrics"] == full["metrics"]
+
+
+def test_nan_loss_stops_with_clear_error(usps_root, isolated_results):
+    cfg = short_cfg(extra=["train.lr=1e30", "train.max_train_samples=512", "train.epochs=2"])
+    with pytest.raises(NonFiniteLossError, match="lower train.lr or som.gamma"):
+        train(cfg, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+
+
+def test_missing_data_error_names_path(tmp_path, isolated_results):
+    cfg = short_cfg()
+    with pytest.raises(vdata.DataNotFoundError) as e:
+        train(cfg, data_root=tmp_path / "nowhere", device="cpu", progress=False)
+    assert "nowhere" in str(e.value) and "VITSOM_DATA" in str(e.value)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("som.distance=chebyshev", "unknown SOM distance"),
+    ("som.topology=triangle", "unknown SOM topology"),
+    ("som.height=0", "at least 1×1"),
+    ("som.gamma=-0.1", "gamma must be ≥ 0"),
+    ("som.t_min=30", "t_min must be smaller than t_max"),
+    ("train.precision=fp8", "unknown precision"),
+    ("som.nonsense=1", "unknown config key"),
+    ("train.epochs=many", "expects a int"),
+])
+def test_bad_config_is_a_clear_error(override, match):
+    with pytest.raises(ValueError, match=match):
+        C.make_config("usps-clustering", "smoke", 0, [override])
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="unknown preset"):
+        C.make_config("imagenet-clustering")
+    with pytest.raises(ValueError, match="unknown profile"):
+        C.make_config("usps-clustering", "huge")
+    with pytest.raises(ValueError, match="valid|available|choose|known"):
+        vdata.get_spec("imagenet")
+
+
+def test_cli_reports_errors_without_traceback(capsys):
+    from vitsom.__main__ import main
+    assert main(["train", "--preset", "usps-clustering", "--set", "som.gamma=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "gamma must be ≥ 0" in err and "Traceback" not in err
+
+
+def test_lr_schedule_matches_reference_numbers():
+    # MNIST recipe: base lr 0.005; epoch 0 → 2e-4, epoch 250 → 2.5e-3, epoch 499 → floor 1e-5 × base
+    assert 0.005 * lr_factor(0, 500, 25, 1e-5) == pytest.approx(2e-4)
+    assert 0.005 * lr_factor(250, 500, 25, 1e-5) == pytest.approx(2.5e-3)
+    assert 0.005 * lr_factor(499, 500, 25, 1e-5) == pytest.approx(5e-8)
+    assert lr_factor(24, 500, 25, 1e-5) == pytest.approx(0.5 * (1 + __import__("math").cos(3.14159265 * 24 / 500)), rel=1e-6)
+
+
+def test_presets_cover_the_paper():
+    for name in ("mnist-clustering", "fmnist-clustering", "usps-clustering", "mnist-clustering-24x24",
+                 "cifar10-classification", "cifar100-classification", "flowers17-classification",
+                 "svhn-classification", "tinyimagenet-classification", "pathmnist-classification"):
+        C.make_config(name)
+    m = C.make_config("mnist-clustering")
+    assert (m.som.height, m.som.t_max, m.som.t_min, m.som.gamma, m.train.epochs, m.train.batch_size) == \
+        (40, 20.0, 0.001, 0.005, 500, 128)
+    smoke = C.make_config("mnist-clustering", "smoke")
+    assert smoke.som == m.som and smoke.model == m.model and smoke.train.epochs < m.train.epochs
+    assert build_model(m).som.prototypes.shape == (1600, 3136)
+    assert C.make_config("usps-clustering", seed=1).key() != C.make_config("usps-clustering", seed=2).key()

@@ -1,0 +1,60 @@
+"""Command line: ``python -m vitsom train --preset NAME [--profile P] [--seed S] [--set k=v …]``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import PRESETS, PROFILES, make_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vitsom", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    tr = sub.add_parser("train", help="train one preset (skips runs whose record exists)")
+    tr.add_argument("--preset", required=True, help="recipe name (see `python -m vitsom presets`)")
+    tr.add_argument("--profile", default="paper", choices=list(PROFILES))
+    tr.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds, run in turn")
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field, e.g. som.gamma=0.01 or train.epochs=5")
+    tr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    tr.add_argument("--data", default=None, help="dataset folder (default: $VITSOM_DATA or ./data)")
+    tr.add_argument("--results", default=None, help="results folder (default: ./results)")
+    tr.add_argument("--force", action="store_true", help="rerun even if a record exists")
+    tr.add_argument("--no-compile", action="store_true", help="never use torch.compile")
+    tr.add_argument("--no-progress", action="store_true")
+    sub.add_parser("presets", help="list the presets and profiles")
+    sh = sub.add_parser("show", help="print the resolved config of a preset as JSON")
+    sh.add_argument("--preset", required=True)
+    sh.add_argument("--profile", default="paper", choices=list(PROFILES))
+    sh.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args(argv)
+
+    try:
+        if args.cmd == "presets":
+            for name, cfg in sorted(PRESETS.items()):
+                s = cfg.som
+                print(f"{name:32s} {cfg.task:14s} {cfg.dataset:12s} map {s.height}x{s.width}  "
+                      f"γ={s.gamma}  T {s.t_max}→{s.t_min}  {cfg.train.epochs} ep  B={cfg.train.batch_size}")
+            print("profiles:", ", ".join(PROFILES))
+            return 0
+        if args.cmd == "show":
+            print(json.dumps(make_config(args.preset, args.profile, 0, args.overrides).to_dict(), indent=1))
+            return 0
+        from .train import train
+        for seed in args.seed:
+            cfg = make_config(args.preset, args.profile, seed, args.overrides)
+            if args.no_compile:
+                cfg.train.compile = False
+            rec = train(cfg, results=args.results, data_root=args.data, device=args.device,
+                        force=args.force, progress=not args.no_progress)
+            print(json.dumps({"preset": rec["preset"], "seed": rec["seed"], "profile": rec["profile"],
+                              "metrics": rec["metrics"], "wall_time_s": rec["wall_time_s"]}))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

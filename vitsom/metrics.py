@@ -1,0 +1,76 @@
+"""Clustering and classification scores (pure functions on integer label arrays)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_int_array(a, name: str) -> np.ndarray:
+    arr = np.asarray(a.cpu() if hasattr(a, "cpu") else a).reshape(-1)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def contingency(clusters, labels) -> np.ndarray:
+    """Counts matrix C[cluster, label] over the *observed* cluster and label values."""
+    c = _as_int_array(clusters, "clusters")
+    y = _as_int_array(labels, "labels")
+    if c.shape != y.shape:
+        raise ValueError(f"clusters and labels differ in length: {c.size} vs {y.size}")
+    _, ci = np.unique(c, return_inverse=True)
+    _, yi = np.unique(y, return_inverse=True)
+    m = np.zeros((ci.max() + 1, yi.max() + 1), dtype=np.int64)
+    np.add.at(m, (ci, yi), 1)
+    return m
+
+
+def purity(clusters, labels) -> float:
+    """Each cluster is mapped to its majority label; purity = Σ_clusters max_label count / N."""
+    m = contingency(clusters, labels)
+    return float(m.max(axis=1).sum() / m.sum())
+
+
+def cluster_to_label_map(clusters, labels) -> dict[int, int]:
+    """Majority label of each observed cluster (ties go to the smallest label)."""
+    c = _as_int_array(clusters, "clusters")
+    y = _as_int_array(labels, "labels")
+    cu = np.unique(c)
+    yu = np.unique(y)
+    m = contingency(c, y)
+    return {int(k): int(yu[row.argmax()]) for k, row in zip(cu, m)}
+
+
+def heldout_purity(train_clusters, train_labels, test_clusters, test_labels) -> float:
+    """Purity on a test split with each unit labelled from the train split only.
+
+    Test samples whose unit was never hit in training count as wrong."""
+    mapping = cluster_to_label_map(train_clusters, train_labels)
+    c = _as_int_array(test_clusters, "test_clusters")
+    y = _as_int_array(test_labels, "test_labels")
+    pred = np.array([mapping.get(int(k), -1) for k in c])
+    return float((pred == y).mean())
+
+
+def nmi(clusters, labels) -> float:
+    """Normalized mutual information (sklearn, arithmetic normalisation)."""
+    from sklearn.metrics import normalized_mutual_info_score
+    return float(normalized_mutual_info_score(_as_int_array(labels, "labels"),
+                                              _as_int_array(clusters, "clusters")))
+
+
+def clustering_accuracy(clusters, labels) -> float:
+    """Best one-to-one cluster→label matching accuracy (Hungarian); for k = number of classes."""
+    from scipy.optimize import linear_sum_assignment
+    m = contingency(clusters, labels)
+    rows, cols = linear_sum_assignment(-m)
+    return float(m[rows, cols].sum() / m.sum())
+
+
+def top1_accuracy(predictions, labels) -> float:
+    p = _as_int_array(predictions, "predictions")
+    y = _as_int_array(labels, "labels")
+    if p.shape != y.shape:
+        raise ValueError(f"predictions and labels differ in length: {p.size} vs {y.size}")
+    return float((p == y).mean())

@@ -1,0 +1,117 @@
+"""Run records: provenance, atomic writes, and lookup by config key.
+
+A record is one JSON file per run at ``results/<profile>/<preset>/<key>.json`` holding the metrics
+and everything needed to say where they came from (config, seed, profile, git commit, device,
+wall time, peak memory). Writes are atomic (temp file + rename), so an interrupted run never leaves
+a half-written record.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = 1
+
+
+def results_root(path: str | os.PathLike | None = None) -> Path:
+    """Explicit path, else env ``VITSOM_RESULTS``, else ``<repo>/results``."""
+    return Path(path or os.environ.get("VITSOM_RESULTS") or REPO_ROOT / "results")
+
+
+def runs_root(path: str | os.PathLike | None = None) -> Path:
+    """Checkpoints and trained weights (git-ignored): env ``VITSOM_RUNS`` or ``<repo>/runs``."""
+    return Path(path or os.environ.get("VITSOM_RUNS") or REPO_ROOT / "runs")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def git_commit() -> dict[str, Any]:
+    """Current commit and whether the working tree had uncommitted changes (None outside git)."""
+    def run(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "torch": torch.__version__}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+    else:
+        info["name"] = platform.processor() or platform.machine()
+        info["cpu_threads"] = torch.get_num_threads()
+    return info
+
+
+def record_path(cfg, results: str | os.PathLike | None = None) -> Path:
+    return results_root(results) / cfg.profile / cfg.preset / f"{cfg.key()}.json"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def load_record(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        rec = json.load(f)
+    if rec.get("schema") != SCHEMA or "metrics" not in rec:
+        raise ValueError(f"{path} is not a vitsom run record (schema {rec.get('schema')!r})")
+    return rec
+
+
+def iter_records(results: str | os.PathLike | None = None, profile: str | None = None,
+                 preset: str | None = None) -> Iterator[dict]:
+    """All records under the results folder, optionally filtered by profile and preset."""
+    root = results_root(results)
+    pattern = f"{profile or '*'}/{preset or '*'}/*.json"
+    for p in sorted(root.glob(pattern)):
+        try:
+            rec = load_record(p)
+        except (ValueError, json.JSONDecodeError):
+            continue
+        rec["_path"] = str(p)
+        yield rec

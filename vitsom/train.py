@@ -1,0 +1,389 @@
+"""Training and evaluation of ViT-SOM (plain PyTorch, no framework).
+
+``train(cfg)`` runs one configuration end to end: data → model → AdamW with the reference's LR
+recipe → per-step temperature and γ schedules → evaluation → an atomically written run record.
+It checkpoints every ``cfg.train.checkpoint_every`` steps and at each epoch end; rerunning the same
+config resumes from the checkpoint and reaches the same final result as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as vdata
+from . import metrics
+from .config import RunConfig
+from .records import (SCHEMA, atomic_torch_save, atomic_write_json, device_info, git_commit, load_record,
+                      now_iso, record_path, runs_root)
+from .som import gamma_at, quantization_error, temperature_at, topographic_error
+from .vit import ViTSOM, count_parameters
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------- small pieces
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
+    return dev
+
+
+def build_model(cfg: RunConfig) -> ViTSOM:
+    m, s = cfg.model, cfg.som
+    grid = (s.height, s.width)
+    return ViTSOM(m.img_size, m.in_chans, m.patch, m.emb_dim, m.depth, m.heads, m.mlp_ratio, m.dec_emb,
+                  m.dec_depth, num_classes=m.num_classes, som_grid=grid, distance=s.distance,
+                  topology=s.topology, som_input=s.som_input)
+
+
+def lr_factor(epoch: int, epochs: int, warmup_epochs: int, min_factor: float) -> float:
+    """Per-epoch LR multiplier: max(min_lr, min((e+1)/warmup, ½(1 + cos(π e / E))))."""
+    return max(min_factor, min((epoch + 1) / max(warmup_epochs, 1), 0.5 * (1 + math.cos(math.pi * epoch / epochs))))
+
+
+def param_groups(model: ViTSOM, weight_decay: float, som_weight_decay: float) -> list[dict]:
+    """ViT weights with ≥2 dims (cls token included) decay; 1-D ones do not; prototypes and the
+    head form a third group with their own decay (the reference's AdamW default, 0.01)."""
+    decay, no_decay, other = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith(("som.", "head.")):
+            other.append(p)
+        elif p.ndim >= 2:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0},
+              {"params": other, "weight_decay": som_weight_decay}]
+    return [g for g in groups if g["params"]]
+
+
+def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    p = cfg.train.precision
+    if p == "bf16" or (p == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class TaskData:
+    train: vdata.ImageArrays
+    eval_sets: dict[str, vdata.ImageArrays]     # clustering: {"all": ...}; classification: {"val", "test"}
+
+
+def _fixed_subset(n: int, k: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:k].sort().values
+
+
+def load_task_data(cfg: RunConfig, root=None) -> TaskData:
+    """Arrays for training and evaluation, following the reference protocol.
+
+    Clustering: train and score on the same split (``all`` = train+test). Classification: the
+    official train split is split 80/20 train/val (generator seed 0), the official test split
+    scores. ``max_train_samples`` takes a fixed subset (seed 0: the same for every run seed);
+    ``label_fraction`` keeps a per-seed subset of the training labels."""
+    t = cfg.train
+    spec = vdata.get_spec(cfg.dataset)
+    if spec.channels != cfg.model.in_chans or spec.image_size != cfg.model.img_size:
+        raise ValueError(f"dataset {spec.name} has {spec.channels}×{spec.image_size}² images but the model "
+                         f"expects {cfg.model.in_chans}×{cfg.model.img_size}²")
+    if cfg.task == "clustering":
+        arrays = vdata.load_arrays(cfg.dataset, cfg.split, root)
+        if t.max_train_samples and t.max_train_samples < len(arrays):
+            arrays = arrays.subset(_fixed_subset(len(arrays), t.max_train_samples, 0))
+        return TaskData(arrays, {cfg.split: arrays})
+    full = vdata.load_arrays(cfg.dataset, "train", root)
+    test = vdata.load_arrays(cfg.dataset, "test", root)
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+    n_val = len(full) // 5
+    val, train = full.subset(perm[:n_val].sort().values), full.subset(perm[n_val:].sort().values)
+    if t.label_fraction < 1:
+        train = train.subset(_fixed_subset(len(train), max(1, round(len(train) * t.label_fraction)), cfg.seed))
+    if t.max_train_samples and t.max_train_samples < len(train):
+        train = train.subset(_fixed_subset(len(train), t.max_train_samples, 0))
+        test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 2, 1), 0))
+        val = val.subset(_fixed_subset(len(val), max(t.max_train_samples // 4, 1), 0))
+    return TaskData(train, {"val": val, "test": test})
+
+
+class ArrayBatches:
+    """Mini-batches from an in-memory dataset held on the training device as uint8.
+
+    Epoch e's order is a permutation from a generator seeded by (seed, e), so any epoch can be
+    replayed exactly after a resume; the last partial batch is dropped (the reference's drop_last)."""
+
+    def __init__(self, arrays: vdata.ImageArrays, batch_size: int, device: torch.device, seed: int,
+                 mean: float | None = None, std: float | None = None) -> None:
+        self.images = arrays.images.to(device)
+        self.labels = arrays.labels.to(device)
+        self.n, self.batch_size, self.device, self.seed = len(arrays), batch_size, device, seed
+        self.batch_size = min(batch_size, self.n)
+        self.mean, self.std = mean, std
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def to_float(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.n, generator=g).to(self.device)
+        for i in range(start, self.steps_per_epoch):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.to_float(self.images[idx]), self.labels[idx]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def predict(model: ViTSOM, arrays: vdata.ImageArrays, device: torch.device, batch_size: int = 512,
+            keep_latent: bool = False, amp: torch.dtype | None = None,
+            norm: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
+    """Forward the whole set (no sample dropped): BMU, top-2 distances, recon L1, logits, latents."""
+    model.eval()
+    out: dict[str, list] = {"bmu": [], "dist": [], "l1": [], "pred": [], "z": []}
+    for s in range(0, len(arrays), batch_size):
+        x = arrays.images[s:s + batch_size].to(device).float().div_(255.0)
+        xin = (x - norm[0]) / norm[1] if norm else x
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            o = model(xin, temperature=1.0)
+        if o.som is not None:
+            d = o.som.distances.float()
+            out["bmu"].append(d.argmin(1).cpu())
+            out["dist"].append(d.cpu() if d.shape[1] <= 4096 else d.topk(2, 1, largest=False).values.cpu())
+        if o.recon is not None:
+            out["l1"].append((o.recon.float() - x).abs().flatten(1).mean(1).cpu())
+        if o.logits is not None:
+            out["pred"].append(o.logits.argmax(1).cpu())
+        if keep_latent:
+            out["z"].append(o.z.float().cpu())
+    model.train()
+    return {k: torch.cat(v) for k, v in out.items() if v}
+
+
+def evaluate(model: ViTSOM, arrays: vdata.ImageArrays, device: torch.device, task: str,
+             amp: torch.dtype | None = None, norm=None) -> dict[str, float]:
+    t0 = time.perf_counter()
+    p = predict(model, arrays, device, amp=amp, norm=norm)
+    res: dict[str, float] = {"n": len(arrays)}
+    labels = arrays.labels.numpy()
+    if "bmu" in p:
+        bmu = p["bmu"].numpy()
+        res.update(purity=metrics.purity(bmu, labels), nmi=metrics.nmi(bmu, labels),
+                   units_used=int(np.unique(bmu).size))
+        if p["dist"].shape[1] == model.som.num_units:
+            res.update(quantization_error=float(quantization_error(p["dist"])),
+                       topographic_error=float(topographic_error(p["dist"], model.som.coords.cpu(),
+                                                                 model.som.topology)))
+    if "l1" in p:
+        res["recon_l1"] = float(p["l1"].mean())
+    if "pred" in p:
+        res["top1"] = metrics.top1_accuracy(p["pred"].numpy(), labels)
+    res["eval_time_s"] = time.perf_counter() - t0
+    return res
+
+
+# ----------------------------------------------------------------------------- training
+
+def _peak_memory(device: torch.device) -> dict[str, float]:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB on Linux
+    out = {"process_max_rss_gb": round(rss, 3)}
+    if device.type == "cuda":
+        out["cuda_max_allocated_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 4)
+    return out
+
+
+def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: bool = False,
+          progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
+          stop_after_steps: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train one configuration and return its run record (also written to ``results/``).
+
+    An existing record for the same config key is returned as is unless ``force``. A checkpoint
+    under ``runs/<key>/`` is resumed automatically. ``stop_after_steps`` stops (after saving a
+    checkpoint) once that many global steps are done: used to test resume, and by time-budgeted
+    GPU scripts. ``snapshot_epochs`` keeps the weights after those epochs (0 = before training),
+    for the latent-progression figure."""
+    cfg.validate()
+    out_path = record_path(cfg, results)
+    if out_path.exists() and not force:
+        return load_record(out_path)
+    dev = resolve_device(device)
+    amp = autocast_dtype(cfg, dev)
+    key = cfg.key()
+    run_dir = runs_root() / key
+    ckpt_path = run_dir / "checkpoint.pt"
+    t_start = time.perf_counter()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    data = load_task_data(cfg, data_root)
+    spec = vdata.get_spec(cfg.dataset)
+    norm = None if cfg.task == "clustering" else (0.5, 0.5) if spec.channels == 1 else None
+    if cfg.task != "clustering" and spec.channels == 3:
+        norm = (torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1), torch.tensor(spec.std, device=dev).view(1, 3, 1, 1))
+    batches = ArrayBatches(data.train, cfg.train.batch_size, dev, cfg.seed,
+                           *(norm if norm is not None else (None, None)))
+    steps_per_epoch = batches.steps_per_epoch
+    total_steps = steps_per_epoch * cfg.train.epochs
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(dev)
+    base_lr = cfg.train.lr * cfg.train.batch_size / 256
+    opt = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay, cfg.train.som_weight_decay),
+                            lr=base_lr, betas=cfg.train.betas, fused=dev.type == "cuda")
+    step_fn = model
+    if cfg.train.compile and dev.type == "cuda":
+        step_fn = torch.compile(model)
+
+    step, history, train_time = 0, [], 0.0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        if ck.get("key") != key:
+            raise RuntimeError(f"checkpoint {ckpt_path} belongs to another config; delete it to start over")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, history, train_time = ck["step"], ck["history"], ck["train_time_s"]
+        log(f"[vitsom] resuming {cfg.preset} ({key}) at step {step}/{total_steps}")
+    if 0 in snapshot_epochs and step == 0:
+        atomic_torch_save(model.state_dict(), run_dir / "epoch_0.pt")
+
+    def save_checkpoint() -> None:
+        atomic_torch_save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                           "step": step, "history": history, "train_time_s": train_time}, ckpt_path)
+
+    check_every = 1 if dev.type == "cpu" else 50
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total_steps, initial=step, desc=f"{cfg.preset} s{cfg.seed}", unit="step",
+                   dynamic_ncols=True, leave=False)
+    model.train()
+    s = cfg.som
+    while step < total_steps:
+        epoch, start = divmod(step, steps_per_epoch)
+        for g in opt.param_groups:
+            g["lr"] = base_lr * lr_factor(epoch, cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.min_lr)
+        sums = torch.zeros(3, device=dev)   # loss, task loss, som loss (summed on device: no sync)
+        n_in_epoch, t_epoch = 0, time.perf_counter()
+        for x, y in batches.epoch(epoch, start):
+            temp = temperature_at(step, total_steps, s.t_max, s.t_min)
+            gamma = gamma_at(step, total_steps, s.gamma, s.gamma_warmup)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                out = step_fn(x, temperature=temp)
+                if cfg.task == "clustering":
+                    task_loss = F.l1_loss(out.recon.float(), x)
+                else:
+                    task_loss = F.cross_entropy(out.logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+                som_loss = out.som.loss.float() if out.som is not None else task_loss.new_zeros(())
+                loss = task_loss + gamma * som_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += torch.stack([loss.detach(), task_loss.detach(), som_loss.detach()])
+            step += 1
+            n_in_epoch += 1
+            if step % check_every == 0 and not torch.isfinite(sums).all():
+                raise NonFiniteLossError(
+                    f"{cfg.preset} (seed {cfg.seed}): the loss became {loss.item()} at or before step {step} "
+                    f"(epoch {epoch}). Lower train.lr or som.gamma; the last good checkpoint is {ckpt_path}"
+                    if ckpt_path.exists() else
+                    f"{cfg.preset} (seed {cfg.seed}): the loss became {loss.item()} at or before step {step} "
+                    f"(epoch {epoch}); lower train.lr or som.gamma")
+            if bar is not None:
+                bar.update(1)
+            every = cfg.train.checkpoint_every
+            if (every and step % every == 0) or (stop_after_steps is not None and step >= stop_after_steps):
+                train_time += time.perf_counter() - t_epoch
+                t_epoch = time.perf_counter()
+                save_checkpoint()
+                if stop_after_steps is not None and step >= stop_after_steps:
+                    if bar is not None:
+                        bar.close()
+                    return {"interrupted": True, "step": step, "checkpoint": str(ckpt_path)}
+        train_time += time.perf_counter() - t_epoch
+        v = (sums / max(n_in_epoch, 1)).tolist()
+        if not all(math.isfinite(a) for a in v):
+            raise NonFiniteLossError(f"{cfg.preset} (seed {cfg.seed}): non-finite loss in epoch {epoch}; "
+                                     "lower train.lr or som.gamma")
+        if start == 0:  # a resumed partial epoch only logs its tail; keep history per full epoch
+            history.append({"epoch": epoch, "loss": v[0], "task_loss": v[1], "som_loss": v[2],
+                            "temperature": float(temperature_at(step - 1, total_steps, s.t_max, s.t_min)),
+                            "gamma": float(gamma_at(step - 1, total_steps, s.gamma, s.gamma_warmup)),
+                            "lr": opt.param_groups[0]["lr"]})
+        else:
+            history.append({"epoch": epoch, "loss": v[0], "task_loss": v[1], "som_loss": v[2],
+                            "partial_from_step": start})
+        if bar is not None:
+            bar.set_postfix(loss=f"{v[0]:.4f}", T=f"{history[-1].get('temperature', temp):.3g}")
+        if epoch + 1 in snapshot_epochs:
+            atomic_torch_save(model.state_dict(), run_dir / f"epoch_{epoch + 1}.pt")
+        save_checkpoint()
+    if bar is not None:
+        bar.close()
+
+    eval_res = {name: evaluate(model, arr, dev, cfg.task, amp, norm) for name, arr in data.eval_sets.items()}
+    main = eval_res[cfg.split] if cfg.task == "clustering" else eval_res["test"]
+    rec = {
+        "schema": SCHEMA, "key": key, "preset": cfg.preset, "profile": cfg.profile, "seed": cfg.seed,
+        "task": cfg.task, "dataset": cfg.dataset, "config": cfg.to_dict(),
+        "metrics": {k: v for k, v in main.items() if k != "eval_time_s"},
+        "eval": eval_res, "history": history,
+        "params": count_parameters(model), "steps": total_steps, "train_samples": len(data.train),
+        "git": git_commit(), "device": device_info(dev), "precision": str(amp or "fp32"),
+        "wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
+        "train_samples_per_s": round(total_steps * batches.batch_size / max(train_time, 1e-9), 1),
+        "inference_time_s": round(main["eval_time_s"], 3), "peak_memory": _peak_memory(dev),
+        "created": now_iso(),
+    }
+    atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict()}, run_dir / "model.pt")
+    atomic_write_json(out_path, rec)
+    if ckpt_path.exists():
+        os.unlink(ckpt_path)
+    log(f"[vitsom] {cfg.preset} seed {cfg.seed} ({cfg.profile}): "
+        + ", ".join(f"{k}={v:.4f}" for k, v in rec["metrics"].items() if isinstance(v, float))
+        + f"  [{rec['wall_time_s']:.0f}s] → {out_path}")
+    return rec
+
+
+def load_trained(key_or_record, device: str | None = "cpu", snapshot: str = "model") -> tuple[ViTSOM, RunConfig]:
+    """The trained model of a record (from ``runs/<key>/model.pt``, or ``epoch_N.pt`` snapshots)."""
+    from .config import config_from_dict
+    key = key_or_record["key"] if isinstance(key_or_record, dict) else key_or_record
+    path = runs_root() / key / f"{snapshot}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no trained weights at {path}; rerun the config to recreate them")
+    blob = torch.load(path, map_location=device, weights_only=False)
+    if "config" in blob:
+        cfg, state = config_from_dict(blob["config"]), blob["model"]
+    else:
+        cfg, state = config_from_dict(key_or_record["config"]), blob
+    model = build_model(cfg)
+    model.load_state_dict(state)
+    return model.to(device).eval(), cfg
