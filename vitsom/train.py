@@ -43,8 +43,15 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-def build_model(cfg: RunConfig) -> ViTSOM:
+def build_model(cfg: RunConfig) -> nn.Module:
+    """The model of a config: ViT-SOM, or a baseline (``model.arch``) from :mod:`vitsom.baselines`.
+
+    Every model returns an object with ``z``, ``recon``, ``logits`` and ``som`` (a SOMOutput or
+    None) and has a ``som`` attribute (a SOMLayer or None)."""
     m, s = cfg.model, cfg.som
+    if m.arch != "vit":
+        from .baselines import build_baseline
+        return build_baseline(cfg)
     grid = (s.height, s.width)
     return ViTSOM(m.img_size, m.in_chans, m.patch, m.emb_dim, m.depth, m.heads, m.mlp_ratio, m.dec_emb,
                   m.dec_depth, num_classes=m.num_classes, som_grid=grid, distance=s.distance,
@@ -73,6 +80,14 @@ def param_groups(model: ViTSOM, weight_decay: float, som_weight_decay: float) ->
               {"params": no_decay, "weight_decay": 0.0},
               {"params": other, "weight_decay": som_weight_decay}]
     return [g for g in groups if g["params"]]
+
+
+def make_optimizer(cfg: RunConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    t = cfg.train
+    lr = t.lr * t.batch_size / 256 if t.lr_batch_scaling else t.lr
+    groups = param_groups(model, t.weight_decay, t.som_weight_decay)
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=lr, betas=t.betas, fused=device.type == "cuda")
 
 
 def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
@@ -111,12 +126,18 @@ def load_task_data(cfg: RunConfig, root=None) -> TaskData:
         arrays = vdata.load_arrays(cfg.dataset, cfg.split, root)
         if t.max_train_samples and t.max_train_samples < len(arrays):
             arrays = arrays.subset(_fixed_subset(len(arrays), t.max_train_samples, 0))
-        return TaskData(arrays, {cfg.split: arrays})
+        evals = {cfg.split: arrays}
+        if cfg.split == "train":   # held-out protocol: units labelled on train, scored on test
+            test = vdata.load_arrays(cfg.dataset, "test", root)
+            if t.max_train_samples and t.max_train_samples < len(test):
+                test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 4, 1), 0))
+            evals["test"] = test
+        return TaskData(arrays, evals)
     full = vdata.load_arrays(cfg.dataset, "train", root)
     test = vdata.load_arrays(cfg.dataset, "test", root)
-    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
-    n_val = len(full) // 5
-    val, train = full.subset(perm[:n_val].sort().values), full.subset(perm[n_val:].sort().values)
+    # the reference's random_split(train, [80 %, 20 %], generator seed 0)
+    tr_idx, va_idx = vdata._seeded_split(len(full), [int((1 - spec.val_fraction) * len(full))], 0)
+    train, val = full.subset(tr_idx.sort().values), full.subset(va_idx.sort().values)
     if t.label_fraction < 1:
         train = train.subset(_fixed_subset(len(train), max(1, round(len(train) * t.label_fraction)), cfg.seed))
     if t.max_train_samples and t.max_train_samples < len(train):
@@ -186,8 +207,26 @@ def predict(model: ViTSOM, arrays: vdata.ImageArrays, device: torch.device, batc
     return {k: torch.cat(v) for k, v in out.items() if v}
 
 
-def evaluate(model: ViTSOM, arrays: vdata.ImageArrays, device: torch.device, task: str,
-             amp: torch.dtype | None = None, norm=None) -> dict[str, float]:
+def kmeans_on_prototypes(model: nn.Module, bmu: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Cluster the prototypes into k groups (k-means, n_init 10, weighted by how many samples hit
+    each unit) and give each sample the group of its BMU. Returns the unit → group table."""
+    from sklearn.cluster import KMeans
+    w = model.som.prototypes.detach().float().cpu()
+    if model.som.distance == "cosine":
+        w = F.normalize(w, dim=1)
+    hits = np.bincount(bmu, minlength=w.shape[0]).astype(np.float64)
+    used = hits > 0
+    km = KMeans(n_clusters=min(k, int(used.sum())), n_init=10, random_state=seed)
+    km.fit(w[used].numpy(), sample_weight=hits[used])
+    return km.predict(w.numpy())
+
+
+def evaluate(model: nn.Module, arrays: vdata.ImageArrays, device: torch.device, task: str,
+             amp: torch.dtype | None = None, norm=None, kmeans_k: int = 0,
+             label_from: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+    """Scores of one split. Clustering: purity and NMI with every unit a cluster, QE, TE, recon
+    L1; with ``kmeans_k``, ACC (Hungarian) and NMI after grouping the units into k clusters; with
+    ``label_from=(bmu, labels)`` of another split, held-out purity (units labelled there)."""
     t0 = time.perf_counter()
     p = predict(model, arrays, device, amp=amp, norm=norm)
     res: dict[str, float] = {"n": len(arrays)}
@@ -196,6 +235,12 @@ def evaluate(model: ViTSOM, arrays: vdata.ImageArrays, device: torch.device, tas
         bmu = p["bmu"].numpy()
         res.update(purity=metrics.purity(bmu, labels), nmi=metrics.nmi(bmu, labels),
                    units_used=int(np.unique(bmu).size))
+        res["_bmu"] = bmu
+        if kmeans_k:
+            group = kmeans_on_prototypes(model, bmu, kmeans_k)[bmu]
+            res.update(kmeans_acc=metrics.clustering_accuracy(group, labels), kmeans_nmi=metrics.nmi(group, labels))
+        if label_from is not None:
+            res["heldout_purity"] = metrics.heldout_purity(label_from[0], label_from[1], bmu, labels)
         if p["dist"].shape[1] == model.som.num_units:
             res.update(quantization_error=float(quantization_error(p["dist"])),
                        topographic_error=float(topographic_error(p["dist"], model.som.coords.cpu(),
@@ -255,9 +300,8 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(dev)
-    base_lr = cfg.train.lr * cfg.train.batch_size / 256
-    opt = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay, cfg.train.som_weight_decay),
-                            lr=base_lr, betas=cfg.train.betas, fused=dev.type == "cuda")
+    opt = make_optimizer(cfg, model, dev)
+    base_lr = opt.param_groups[0]["lr"]
     step_fn = model
     if cfg.train.compile and dev.type == "cuda":
         step_fn = torch.compile(model)
@@ -288,8 +332,10 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     s = cfg.som
     while step < total_steps:
         epoch, start = divmod(step, steps_per_epoch)
+        factor = lr_factor(epoch, cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.min_lr) \
+            if cfg.train.schedule == "cosine" else 1.0
         for g in opt.param_groups:
-            g["lr"] = base_lr * lr_factor(epoch, cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.min_lr)
+            g["lr"] = base_lr * factor
         sums = torch.zeros(3, device=dev)   # loss, task loss, som loss (summed on device: no sync)
         n_in_epoch, t_epoch = 0, time.perf_counter()
         for x, y in batches.epoch(epoch, start):
@@ -298,7 +344,8 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
             with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 out = step_fn(x, temperature=temp)
                 if cfg.task == "clustering":
-                    task_loss = F.l1_loss(out.recon.float(), x)
+                    # the raw-pixel SOM baseline has no decoder: its only loss is the SOM's
+                    task_loss = F.l1_loss(out.recon.float(), x) if out.recon is not None else x.new_zeros(())
                 else:
                     task_loss = F.cross_entropy(out.logits.float(), y, label_smoothing=cfg.train.label_smoothing)
                 som_loss = out.som.loss.float() if out.som is not None else task_loss.new_zeros(())
@@ -348,7 +395,15 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     if bar is not None:
         bar.close()
 
-    eval_res = {name: evaluate(model, arr, dev, cfg.task, amp, norm) for name, arr in data.eval_sets.items()}
+    k = vdata.get_spec(cfg.dataset).num_classes if cfg.task == "clustering" and model.som is not None else 0
+    eval_res = {}
+    for name, arr in data.eval_sets.items():
+        label_from = None
+        if name == "test" and cfg.task == "clustering":
+            label_from = (eval_res[cfg.split]["_bmu"], data.eval_sets[cfg.split].labels.numpy())
+        eval_res[name] = evaluate(model, arr, dev, cfg.task, amp, norm, kmeans_k=k, label_from=label_from)
+    for r in eval_res.values():
+        r.pop("_bmu", None)
     main = eval_res[cfg.split] if cfg.task == "clustering" else eval_res["test"]
     rec = {
         "schema": SCHEMA, "key": key, "preset": cfg.preset, "profile": cfg.profile, "seed": cfg.seed,
