@@ -97,6 +97,55 @@ def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def loss_terms(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, step_t: torch.Tensor,
+               total_steps: int, amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, task loss, SOM loss) of one batch at global step ``step_t`` (a device tensor).
+
+    L = L_task + γ_t·L_som with L_task the L1 reconstruction (clustering) or label-smoothed CE
+    (classification); T_t and γ_t are computed on the device from ``step_t``."""
+    s = cfg.som
+    temp = temperature_at(step_t, total_steps, s.t_max, s.t_min)
+    gamma = gamma_at(step_t, total_steps, s.gamma, s.gamma_warmup)
+    with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+        out = model(x, temperature=temp)
+    if cfg.task == "clustering":
+        # the raw-pixel SOM baseline has no decoder: its only loss is the SOM's
+        task = F.l1_loss(out.recon.float(), x) if out.recon is not None else x.new_zeros(())
+    else:
+        task = F.cross_entropy(out.logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+    som = out.som.loss.float() if out.som is not None else task.new_zeros(())
+    return task + gamma * som, task, som
+
+
+def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig, total_steps: int,
+                    amp: torch.dtype | None, compile: bool = False, log: Callable[[str], None] = print):
+    """``step(x, y, step_t) -> tensor([loss, task, som])``: forward, backward, optimizer step.
+
+    With ``compile`` the loss computation goes through ``torch.compile``; if compiling fails the
+    step falls back to eager mode with a message (never silently different maths)."""
+    def eager(x, y, step_t):
+        return loss_terms(model, cfg, x, y, step_t, total_steps, amp)
+
+    fn = [torch.compile(eager, dynamic=False) if compile else eager]
+
+    def step(x: torch.Tensor, y: torch.Tensor, step_t: torch.Tensor) -> torch.Tensor:
+        try:
+            loss, task, som = fn[0](x, y, step_t)
+        except Exception as e:  # noqa: BLE001 - any compiler failure → eager
+            if fn[0] is eager:
+                raise
+            log(f"[vitsom] torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "continuing in eager mode")
+            fn[0] = eager
+            loss, task, som = eager(x, y, step_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return torch.stack([loss.detach(), task.detach(), som.detach()])
+
+    return step
+
+
 # ----------------------------------------------------------------------------- data
 
 @dataclass
@@ -289,10 +338,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         torch.backends.cudnn.allow_tf32 = True
 
     data = load_task_data(cfg, data_root)
-    spec = vdata.get_spec(cfg.dataset)
-    norm = None if cfg.task == "clustering" else (0.5, 0.5) if spec.channels == 1 else None
-    if cfg.task != "clustering" and spec.channels == 3:
-        norm = (torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1), torch.tensor(spec.std, device=dev).view(1, 3, 1, 1))
+    norm = input_norm(cfg, dev)
     batches = ArrayBatches(data.train, cfg.train.batch_size, dev, cfg.seed,
                            *(norm if norm is not None else (None, None)))
     steps_per_epoch = batches.steps_per_epoch
@@ -302,9 +348,9 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     model = build_model(cfg).to(dev)
     opt = make_optimizer(cfg, model, dev)
     base_lr = opt.param_groups[0]["lr"]
-    step_fn = model
-    if cfg.train.compile and dev.type == "cuda":
-        step_fn = torch.compile(model)
+    train_step = make_train_step(model, opt, cfg, total_steps, amp,
+                                 compile=cfg.train.compile and dev.type == "cuda", log=log)
+    step_t = torch.zeros((), device=dev)          # the step counter lives on the device: no sync
 
     step, history, train_time = 0, [], 0.0
     if ckpt_path.exists():
@@ -339,30 +385,15 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         sums = torch.zeros(3, device=dev)   # loss, task loss, som loss (summed on device: no sync)
         n_in_epoch, t_epoch = 0, time.perf_counter()
         for x, y in batches.epoch(epoch, start):
-            temp = temperature_at(step, total_steps, s.t_max, s.t_min)
-            gamma = gamma_at(step, total_steps, s.gamma, s.gamma_warmup)
-            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                out = step_fn(x, temperature=temp)
-                if cfg.task == "clustering":
-                    # the raw-pixel SOM baseline has no decoder: its only loss is the SOM's
-                    task_loss = F.l1_loss(out.recon.float(), x) if out.recon is not None else x.new_zeros(())
-                else:
-                    task_loss = F.cross_entropy(out.logits.float(), y, label_smoothing=cfg.train.label_smoothing)
-                som_loss = out.som.loss.float() if out.som is not None else task_loss.new_zeros(())
-                loss = task_loss + gamma * som_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += torch.stack([loss.detach(), task_loss.detach(), som_loss.detach()])
+            step_t.fill_(step)
+            sums += train_step(x, y, step_t)
             step += 1
             n_in_epoch += 1
             if step % check_every == 0 and not torch.isfinite(sums).all():
                 raise NonFiniteLossError(
-                    f"{cfg.preset} (seed {cfg.seed}): the loss became {loss.item()} at or before step {step} "
-                    f"(epoch {epoch}). Lower train.lr or som.gamma; the last good checkpoint is {ckpt_path}"
-                    if ckpt_path.exists() else
-                    f"{cfg.preset} (seed {cfg.seed}): the loss became {loss.item()} at or before step {step} "
-                    f"(epoch {epoch}); lower train.lr or som.gamma")
+                    f"{cfg.preset} (seed {cfg.seed}): the loss became non-finite at or before step {step} "
+                    f"(epoch {epoch}); lower train.lr or som.gamma"
+                    + (f" (the last good checkpoint is {ckpt_path})" if ckpt_path.exists() else ""))
             if bar is not None:
                 bar.update(1)
             every = cfg.train.checkpoint_every
@@ -388,13 +419,37 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
             history.append({"epoch": epoch, "loss": v[0], "task_loss": v[1], "som_loss": v[2],
                             "partial_from_step": start})
         if bar is not None:
-            bar.set_postfix(loss=f"{v[0]:.4f}", T=f"{history[-1].get('temperature', temp):.3g}")
+            bar.set_postfix(loss=f"{v[0]:.4f}")
         if epoch + 1 in snapshot_epochs:
             atomic_torch_save(model.state_dict(), run_dir / f"epoch_{epoch + 1}.pt")
         save_checkpoint()
     if bar is not None:
         bar.close()
 
+    return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
+                      batch_size=batches.batch_size, train_time=train_time, t_start=t_start,
+                      results=results, log=log)
+
+
+def input_norm(cfg: RunConfig, device: torch.device):
+    """Input normalisation: none for clustering (pixels in [0,1]); the dataset's mean/std for
+    classification (0.5/0.5 for one channel)."""
+    spec = vdata.get_spec(cfg.dataset)
+    if cfg.task == "clustering":
+        return None
+    if spec.channels == 1:
+        return (0.5, 0.5)
+    return (torch.tensor(spec.mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(spec.std, device=device).view(1, 3, 1, 1))
+
+
+def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.device, amp, norm, *,
+               history: list, total_steps: int, batch_size: int, train_time: float, t_start: float,
+               results=None, log: Callable[[str], None] = print, extra: dict | None = None) -> dict:
+    """Evaluate a trained model, save its weights, write its run record atomically, drop the
+    checkpoint, and return the record."""
+    key = cfg.key()
+    run_dir = runs_root() / key
     k = vdata.get_spec(cfg.dataset).num_classes if cfg.task == "clustering" and model.som is not None else 0
     eval_res = {}
     for name, arr in data.eval_sets.items():
@@ -413,12 +468,14 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         "params": count_parameters(model), "steps": total_steps, "train_samples": len(data.train),
         "git": git_commit(), "device": device_info(dev), "precision": str(amp or "fp32"),
         "wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
-        "train_samples_per_s": round(total_steps * batches.batch_size / max(train_time, 1e-9), 1),
+        "train_samples_per_s": round(total_steps * batch_size / max(train_time, 1e-9), 1),
         "inference_time_s": round(main["eval_time_s"], 3), "peak_memory": _peak_memory(dev),
-        "created": now_iso(),
+        "created": now_iso(), **(extra or {}),
     }
+    out_path = record_path(cfg, results)
     atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict()}, run_dir / "model.pt")
     atomic_write_json(out_path, rec)
+    ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists():
         os.unlink(ckpt_path)
     log(f"[vitsom] {cfg.preset} seed {cfg.seed} ({cfg.profile}): "

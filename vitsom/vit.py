@@ -50,7 +50,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)          # (B, heads, T, C/heads), fused
+        if x.device.type == "cpu" and torch._C._functorch.is_batchedtensor(x):
+            # under vmap (seeds together) on CPU, SDPA has no batching rule and would loop over
+            # the members; the explicit form batches as a few large matmuls instead
+            att = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+            y = att.softmax(dim=-1) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v)      # (B, heads, T, C/heads), fused
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 

@@ -1,0 +1,198 @@
+"""Training speed of ViT-SOM, measured side by side in one run on the machine at hand.
+
+    python benchmarks/bench_train.py [--preset mnist-clustering] [--steps 10] [--seeds 5] [--json out.json]
+
+Rows (same model, MNIST-sized batch 128, 40×40 map unless --preset says otherwise):
+  plain      a straightforward eager fp32 step (benchmarks/plain_vitsom.py: written-out attention,
+             coordinate-difference neighbourhood, per-sample DataLoader, a host sync per step)
+  fp32       vitsom's path in fp32 eager (data on the device, fused SDPA, gathered neighbourhood,
+             no host sync)
+  default    vitsom's default path on this device (CUDA: bf16 autocast + torch.compile; CPU: = fp32)
+  together   S seeds trained together (vmap over stacked parameters), time per step for S models
+Prints samples/s, s per 70,000-image epoch, peak memory (CUDA) and the ratios. Synthetic uint8
+images of the preset's shape are used, so no dataset is needed; the step is the real one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from plain_vitsom import make_plain, plain_loader, plain_step  # noqa: E402
+
+from vitsom import data as vdata  # noqa: E402
+from vitsom.config import make_config  # noqa: E402
+from vitsom.multiseed import build_together  # noqa: E402
+from vitsom.som import gamma_at  # noqa: E402
+from vitsom.train import ArrayBatches, build_model, make_optimizer, make_train_step, resolve_device  # noqa: E402
+
+EPOCH = 70_000
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn, steps: int, warmup: int, dev) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(dev)
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(dev)
+    return (time.perf_counter() - t) / steps
+
+
+def peak(dev):
+    if dev.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(dev) / 1e9, 3)
+
+
+def reset_peak(dev):
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="mnist-clustering")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default: 10 CPU, 100 GPU)")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=5, help="members in the seeds-together row (0 = skip)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    dev = resolve_device(args.device)
+    steps = args.steps or (100 if dev.type == "cuda" else 10)
+    warm = args.warmup if args.warmup is not None else (30 if dev.type == "cuda" else 2)
+    cfg = make_config(args.preset, "paper", 0, ["train.precision=fp32"])
+    spec = vdata.get_spec(cfg.dataset)
+    B, total = cfg.train.batch_size, 1_000_000
+    g = torch.Generator().manual_seed(0)
+    n = max(4 * B, 2048)
+    images = torch.randint(0, 256, (n, spec.channels, spec.image_size, spec.image_size), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, spec.num_classes, (n,), generator=g)
+    arrays = vdata.ImageArrays(images, labels, spec.name, spec.num_classes)
+    rows: dict[str, dict] = {}
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; preset {args.preset}; batch {B}; {steps} timed steps")
+
+    # (a) plain eager fp32
+    reset_peak(dev)
+    torch.manual_seed(0)
+    model = make_plain(build_model(cfg).to(dev))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = plain_loader(images, labels, B, 0)
+    it = iter(loader)
+    state = {"step": 0}
+
+    def plain():
+        nonlocal it
+        try:
+            x, _ = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, _ = next(it)
+        plain_step(model, opt, x.to(dev), state["step"], total, cfg.som.t_max, cfg.som.t_min, cfg.som.gamma)
+        state["step"] += 1
+    rows["plain"] = {"s_per_step": timed(plain, steps, warm, dev), "peak_gb": peak(dev)}
+    del model, opt
+
+    # (b) vitsom fp32 eager and (c) default path
+    variants = [("fp32", "fp32", False)]
+    if dev.type == "cuda":
+        variants += [("bf16", "bf16", False), ("default", "bf16", True)]
+    for label, precision, compile_ in variants:
+        reset_peak(dev)
+        c = make_config(args.preset, "paper", 0, [f"train.precision={precision}"])
+        torch.manual_seed(0)
+        model = build_model(c).to(dev)
+        opt = make_optimizer(c, model, dev)
+        amp = torch.bfloat16 if precision == "bf16" else None
+        step_fn = make_train_step(model, opt, c, total, amp, compile=compile_)
+        batches = ArrayBatches(arrays, B, dev, 0)
+        step_t = torch.zeros((), device=dev)
+        gen = {"it": batches.epoch(0), "e": 0}
+
+        def ours():
+            try:
+                x, y = next(gen["it"])
+            except StopIteration:
+                gen["e"] += 1
+                gen["it"] = batches.epoch(gen["e"])
+                x, y = next(gen["it"])
+            step_fn(x, y, step_t)
+            step_t.add_(1)
+        rows[label] = {"s_per_step": timed(ours, steps, warm + (20 if compile_ else 0), dev), "peak_gb": peak(dev)}
+        del model, opt
+    if dev.type != "cuda":
+        rows["default"] = dict(rows["fp32"], note="on CPU the default path is fp32 eager")
+
+    # (d) seeds together
+    if args.seeds > 1:
+        reset_peak(dev)
+        c = make_config(args.preset, "paper", 0, ["train.precision=" + ("bf16" if dev.type == "cuda" else "fp32")])
+        cfgs = [make_config(args.preset, "paper", s, [f"train.precision={c.train.precision}"]) for s in range(args.seeds)]
+        amp = torch.bfloat16 if dev.type == "cuda" else None
+        _, params, p_buf, opt, vloss = build_together(cfgs, dev, amp, total)
+        bs = [ArrayBatches(arrays, B, dev, s) for s in range(args.seeds)]
+        its = [b.epoch(0) for b in bs]
+        step_t = torch.zeros((), device=dev)
+        gammas = torch.full((args.seeds,), cfg.som.gamma, device=dev)
+
+        def together():
+            nonlocal its
+            try:
+                pairs = [next(i) for i in its]
+            except StopIteration:
+                its = [b.epoch(1) for b in bs]
+                pairs = [next(i) for i in its]
+            x = torch.stack([p[0] for p in pairs])
+            y = torch.stack([p[1] for p in pairs])
+            loss, _, _ = vloss(params, p_buf, x, y, step_t, gammas * float(gamma_at(1, 2, 1.0)))
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            step_t.add_(1)
+        t_steps = max(2, steps // 2) if dev.type == "cpu" else steps
+        rows[f"together_x{args.seeds}"] = {"s_per_step": timed(together, t_steps, min(warm, 1) if dev.type == "cpu" else warm, dev),
+                                            "peak_gb": peak(dev), "members": args.seeds}
+
+    for r in rows.values():
+        members = r.get("members", 1)
+        r["samples_per_s"] = round(B * members / r["s_per_step"], 1)
+        r["s_per_epoch_per_model"] = round(EPOCH / B * r["s_per_step"] / members, 3)
+        r["s_per_epoch_all_members"] = round(EPOCH / B * r["s_per_step"], 3)
+    base = rows["plain"]["s_per_step"]
+    print(f"\n{'row':16s} {'samples/s':>10s} {'s/epoch':>9s} {'vs plain':>9s} {'peak GB':>8s}")
+    for k, r in rows.items():
+        ratio = base / (r["s_per_step"] / r.get("members", 1))
+        r["speedup_vs_plain_per_model"] = round(ratio, 2)
+        print(f"{k:16s} {r['samples_per_s']:10.1f} {r['s_per_epoch_all_members']:9.2f} {ratio:8.2f}× "
+              f"{'' if r['peak_gb'] is None else r['peak_gb']:>8}")
+    tog = [k for k in rows if k.startswith("together")]
+    if tog:
+        k = tog[0]
+        r = rows[k]["s_per_step"] / rows["default"]["s_per_step"]
+        rows[k]["time_vs_one_seed_default"] = round(r, 2)
+        print(f"\n{k}: {rows[k]['members']} models per step in {r:.2f}× the time of one model on the default path")
+    out = {"device": name, "torch": torch.__version__, "preset": args.preset, "batch": B, "steps": steps,
+           "rows": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The fast paths compute the same thing as the plain ones (CPU, fp32)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from plain_vitsom import make_plain, plain_som_loss, plain_step  # noqa: E402
+
+from vitsom import data as vdata  # noqa: E402
+from vitsom.config import make_config  # noqa: E402
+from vitsom.train import ArrayBatches, build_model, make_optimizer, make_train_step, train  # noqa: E402
+
+TINY = ["train.epochs=2", "train.max_train_samples=256", "train.batch_size=32", "som.height=6", "som.width=6",
+        "som.t_max=3.0", "som.t_min=0.05", "train.lr=0.02", "train.warmup_epochs=1", "train.checkpoint_every=0"]
+
+
+def _arrays(n=96, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return vdata.ImageArrays(torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=g),
+                             torch.randint(0, 10, (n,), generator=g), "usps", 10)
+
+
+def test_fast_and_plain_paths_train_identically():
+    cfg = make_config("usps-clustering", "smoke", 0, TINY)
+    torch.manual_seed(0)
+    fast = build_model(cfg)
+    plain = make_plain(build_model(cfg))
+    plain.load_state_dict(fast.state_dict())
+    arrays = _arrays()
+    total = 6
+    opt_f = torch.optim.AdamW(fast.parameters(), lr=1e-3)
+    opt_p = torch.optim.AdamW(plain.parameters(), lr=1e-3)
+    step = make_train_step(fast, opt_f, cfg, total, None)
+    batches = ArrayBatches(arrays, 32, torch.device("cpu"), 0)
+    losses_f, losses_p = [], []
+    for i, (x, y) in enumerate(list(batches.epoch(0)) * 2):
+        losses_f.append(step(x, y, torch.tensor(float(i)))[0].item())
+        losses_p.append(plain_step(plain, opt_p, x, i, total, cfg.som.t_max, cfg.som.t_min, cfg.som.gamma))
+    assert losses_f == pytest.approx(losses_p, rel=1e-4)
+    x = arrays.float_batch(slice(0, 64))
+    with torch.no_grad():
+        bmu_fast = fast(x).som.bmu
+        _, bmu_plain = plain_som_loss(plain, plain.vit.encode(x)[:, 1:].flatten(1), 1.0)
+    assert torch.equal(bmu_fast, bmu_plain)
+    # (the key half of the qkv bias has a zero true gradient, softmax being shift-invariant, so
+    # Adam turns rounding noise there into ±lr steps; compare the prototypes, which matter)
+    torch.testing.assert_close(fast.som.prototypes, plain.som.prototypes, rtol=1e-3, atol=1e-5)
+
+
+def test_seeds_together_match_separate_runs(usps_root, isolated_results, monkeypatch):
+    from vitsom.multiseed import train_together
+    cfgs = [make_config("usps-clustering", "smoke", s, TINY) for s in (0, 1)]
+    together = train_together(cfgs, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    assert [r["seed"] for r in together] == [0, 1] and all(r["trained_together"] == 2 for r in together)
+    monkeypatch.setenv("VITSOM_RESULTS", str(isolated_results / "separate"))
+    separate = [train(c, data_root=usps_root, device="cpu", progress=False, log=lambda s: None) for c in cfgs]
+    for a, b in zip(together, separate):
+        assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-4)
+        assert a["metrics"]["recon_l1"] == pytest.approx(b["metrics"]["recon_l1"], rel=1e-3)
+        assert a["metrics"]["units_used"] == b["metrics"]["units_used"]
+    # the two seeds really differ (own init and data order)
+    assert together[0]["history"][0]["loss"] != together[1]["history"][0]["loss"]
+
+
+def test_seeds_together_rejects_different_shapes():
+    from vitsom.multiseed import train_together
+    a = make_config("usps-clustering", "smoke", 0, TINY)
+    b = make_config("usps-clustering", "smoke", 1, TINY + ["som.height=7"])
+    with pytest.raises(ValueError, match="share model"):
+        train_together([a, b], device="cpu", progress=False, results="/nonexistent-results")
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    cfg = make_config("usps-clustering", "smoke", 0, TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    opt = make_optimizer(cfg, model, torch.device("cpu"))
+
+    def broken_compile(fn, **kw):
+        def run(*a, **k):
+            raise RuntimeError("no compiler here")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    messages = []
+    step = make_train_step(model, opt, cfg, 10, None, compile=True, log=messages.append)
+    x = _arrays(32).float_batch(slice(0, 32))
+    out = step(x, torch.zeros(32, dtype=torch.long), torch.tensor(0.0))
+    assert torch.isfinite(out).all()
+    assert messages and "eager" in messages[0]

@@ -1,0 +1,190 @@
+"""Seeds together: train S copies of one small model (different seeds, or variants that share
+shapes such as several γ) in one process, as one vectorised model.
+
+The S models' parameters are stacked along a new leading dimension
+(``torch.func.stack_module_state``) and the per-seed forward is ``torch.vmap``-ed over them, so
+a step does S models' work in a few large kernels instead of S× the kernel launches. Each member
+keeps its own initialisation (``torch.manual_seed(seed)`` before building it, as a separate run),
+its own data order (the same per-(seed, epoch) permutation as a separate run) and its own AdamW
+state: AdamW is elementwise, so AdamW on the stacked tensors is S independent AdamWs. The loss
+summed over members has, for each member's parameters, exactly that member's gradient. Results
+are therefore the same in distribution as separate runs, and equal up to floating-point
+reassociation inside the batched kernels (checked by a test).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from .config import RunConfig
+from .records import atomic_torch_save, load_record, record_path, runs_root
+from .train import (ArrayBatches, NonFiniteLossError, autocast_dtype, build_model, finish_run, input_norm,
+                    load_task_data, loss_terms, lr_factor, param_groups, resolve_device)
+
+
+def _same_shapes(cfgs: list[RunConfig]) -> None:
+    a = cfgs[0]
+    for c in cfgs[1:]:
+        if (c.model, c.dataset, c.split, (c.som.height, c.som.width, c.som.distance, c.som.topology, c.som.som_input),
+                c.train.epochs, c.train.batch_size, c.train.max_train_samples, c.train.label_fraction) != \
+           (a.model, a.dataset, a.split, (a.som.height, a.som.width, a.som.distance, a.som.topology, a.som.som_input),
+                a.train.epochs, a.train.batch_size, a.train.max_train_samples, a.train.label_fraction):
+            raise ValueError("seeds-together needs configs that share model, data and schedule shapes; "
+                             f"{a.preset} and {c.preset} differ (run them separately)")
+        if c.train.optimizer != a.train.optimizer or c.train.lr != a.train.lr or c.train.schedule != a.train.schedule:
+            raise ValueError("seeds-together needs one optimizer and learning-rate recipe for all members")
+        if c.train.label_fraction < 1 and c.seed != a.seed:
+            raise ValueError("label_fraction < 1 draws a per-seed label subset; run those seeds separately")
+
+
+class _Member(nn.Module):
+    """Wraps a model so that vmap sees tensors only: returns (loss, task loss, SOM loss)."""
+
+    def __init__(self, model: nn.Module, cfg: RunConfig, total_steps: int, amp) -> None:
+        super().__init__()
+        self.model, self.cfg, self.total_steps, self.amp = model, cfg, total_steps, amp
+
+    def forward(self, x, y, step_t, gamma):
+        cfg = copy.copy(self.cfg)
+        cfg.som = copy.copy(cfg.som)
+        cfg.som.gamma = 1.0      # γ_t is applied outside, per member (members may differ in γ)
+        loss, task, som = loss_terms(self.model, cfg, x, y, step_t, self.total_steps, self.amp)
+        return task + gamma * som, task, som
+
+
+def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, device=None, force: bool = False,
+                   progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Train configs that differ only in seed (and/or γ, T, warm-up) together; one record each.
+
+    Members whose record already exists are skipped (unless ``force``)."""
+    for c in cfgs:
+        c.validate()
+    todo = [c for c in cfgs if force or not record_path(c, results).exists()]
+    if not todo:
+        return [load_record(record_path(c, results)) for c in cfgs]
+    _same_shapes(todo)
+    dev = resolve_device(device)
+    amp = autocast_dtype(todo[0], dev)
+    t_start = time.perf_counter()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    datas = [load_task_data(c, data_root) for c in todo]
+    norm = input_norm(todo[0], dev)
+    nm = norm if norm is not None else (None, None)
+    batches = [ArrayBatches(d.train, c.train.batch_size, dev, c.seed, *nm) for d, c in zip(datas, todo)]
+    steps_per_epoch = batches[0].steps_per_epoch
+    total_steps = steps_per_epoch * todo[0].train.epochs
+
+    models, params, p_buf, opt, vloss = build_together(todo, dev, amp, total_steps)
+    names = [n for n, _ in models[0].named_parameters()]
+    t = todo[0].train
+    lr = opt.param_groups[0]["lr"]
+    S = len(todo)
+    from .som import gamma_at
+    step_t = torch.zeros((), device=dev)
+    history: list[list[dict]] = [[] for _ in todo]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total_steps, desc=f"{todo[0].preset} ×{S}", unit="step", dynamic_ncols=True, leave=False)
+    import hashlib
+    group_key = hashlib.sha256("".join(sorted(c.key() for c in todo)).encode()).hexdigest()[:12]
+    ckpt_path = runs_root() / f"together-{group_key}" / "checkpoint.pt"
+    train_time, step, first_epoch = 0.0, 0, 0
+    if ckpt_path.exists():       # resume at the last finished epoch
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        with torch.no_grad():
+            for n in names:
+                params[n].copy_(ck["params"][n])
+        opt.load_state_dict(ck["optimizer"])
+        step, history, train_time = ck["step"], ck["history"], ck["train_time_s"]
+        first_epoch = step // steps_per_epoch
+        log(f"[vitsom] resuming {S} members of {todo[0].preset} at epoch {first_epoch}")
+        if bar is not None:
+            bar.update(step)
+    for epoch in range(first_epoch, todo[0].train.epochs):
+        factor = lr_factor(epoch, t.epochs, t.warmup_epochs, t.min_lr) if t.schedule == "cosine" else 1.0
+        for g in opt.param_groups:
+            g["lr"] = lr * factor
+        sums = torch.zeros(S, 3, device=dev)
+        t0 = time.perf_counter()
+        for pairs in zip(*(b.epoch(epoch) for b in batches)):
+            x = torch.stack([p[0] for p in pairs])                   # (S, B, C, H, W)
+            y = torch.stack([p[1] for p in pairs])
+            step_t.fill_(step)
+            gammas = torch.stack([torch.as_tensor(gamma_at(step_t, total_steps, c.som.gamma, c.som.gamma_warmup),
+                                                  dtype=torch.float32) for c in todo])
+            loss, task, som = vloss(params, p_buf, x, y, step_t, gammas)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            sums += torch.stack([loss.detach(), task.detach(), som.detach()], dim=1)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+        train_time += time.perf_counter() - t0
+        v = (sums / steps_per_epoch).tolist()
+        for i, c in enumerate(todo):
+            if not all(math.isfinite(a) for a in v[i]):
+                raise NonFiniteLossError(f"{c.preset} (seed {c.seed}): non-finite loss in epoch {epoch}; "
+                                         "lower train.lr or som.gamma")
+            history[i].append({"epoch": epoch, "loss": v[i][0], "task_loss": v[i][1], "som_loss": v[i][2],
+                               "lr": opt.param_groups[0]["lr"]})
+        atomic_torch_save({"params": {n: params[n].detach() for n in names}, "optimizer": opt.state_dict(),
+                           "step": step, "history": history, "train_time_s": train_time}, ckpt_path)
+    if bar is not None:
+        bar.close()
+
+    recs = []
+    for i, (c, model, data) in enumerate(zip(todo, models, datas)):
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(params[n][i])
+        rec = finish_run(c, model, data, dev, amp, norm, history=history[i], total_steps=total_steps,
+                         batch_size=batches[i].batch_size, train_time=train_time, t_start=t_start,
+                         results=results, log=log, extra={"trained_together": S})
+        recs.append(rec)
+    if ckpt_path.exists():
+        ckpt_path.unlink()
+    done = {r["key"]: r for r in recs}
+    return [done.get(c.key()) or load_record(record_path(c, results)) for c in cfgs]
+
+
+def build_together(cfgs: list[RunConfig], dev: torch.device, amp, total_steps: int):
+    """Members built as separate runs would build them, stacked: returns (models, stacked params,
+    stacked buffers, optimizer over the stacked params, vmapped loss(params, buffers, x, y, step_t, γ))."""
+    models = []
+    for c in cfgs:
+        torch.manual_seed(c.seed)
+        models.append(build_model(c).to(dev))
+    params, buffers = stack_module_state(models)                 # name → (S, …) leaf tensors
+    base = _Member(copy.deepcopy(models[0]).to("meta"), cfgs[0], total_steps, amp)
+    names = [n for n, _ in models[0].named_parameters()]
+    by_name = dict(models[0].named_parameters())
+    decay = [params[n] for n in names if not n.startswith(("som.", "head.")) and by_name[n].ndim >= 2]
+    no_decay = [params[n] for n in names if not n.startswith(("som.", "head.")) and by_name[n].ndim < 2]
+    other = [params[n] for n in names if n.startswith(("som.", "head."))]
+    t = cfgs[0].train
+    groups = [g for g in ({"params": decay, "weight_decay": t.weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0},
+                          {"params": other, "weight_decay": t.som_weight_decay}) if g["params"]]
+    lr = t.lr * t.batch_size / 256 if t.lr_batch_scaling else t.lr
+    opt = (torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam)(
+        groups, lr=lr, betas=t.betas, fused=dev.type == "cuda")
+    p_buf = {f"model.{k}": v for k, v in buffers.items()}
+
+    def member_loss(p, b, x, y, step_t, gamma):
+        state = {f"model.{k}": v for k, v in p.items()}
+        state.update(b)
+        return functional_call(base, state, (x, y, step_t, gamma))
+
+    vloss = torch.vmap(member_loss, in_dims=(0, 0, 0, 0, None, 0), randomness="different")
+    return models, params, p_buf, opt, vloss
