@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--force", action="store_true", help="rerun even if a record exists")
     tr.add_argument("--no-compile", action="store_true", help="never use torch.compile")
     tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--together", action="store_true",
+                    help="train all --seed values at once as one vectorised model (faster on a GPU)")
     sub.add_parser("presets", help="list the presets and profiles")
     sh = sub.add_parser("show", help="print the resolved config of a preset as JSON")
     sh.add_argument("--preset", required=True)
@@ -42,12 +44,18 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(make_config(args.preset, args.profile, 0, args.overrides).to_dict(), indent=1))
             return 0
         from .train import train
-        for seed in args.seed:
-            cfg = make_config(args.preset, args.profile, seed, args.overrides)
+        cfgs = [make_config(args.preset, args.profile, seed, args.overrides) for seed in args.seed]
+        for cfg in cfgs:
             if args.no_compile:
                 cfg.train.compile = False
-            rec = train(cfg, results=args.results, data_root=args.data, device=args.device,
-                        force=args.force, progress=not args.no_progress)
+        if args.together and len(cfgs) > 1:
+            from .multiseed import train_together
+            recs = train_together(cfgs, results=args.results, data_root=args.data, device=args.device,
+                                  force=args.force, progress=not args.no_progress)
+        else:
+            recs = [train(cfg, results=args.results, data_root=args.data, device=args.device,
+                          force=args.force, progress=not args.no_progress) for cfg in cfgs]
+        for rec in recs:
             print(json.dumps({"preset": rec["preset"], "seed": rec["seed"], "profile": rec["profile"],
                               "metrics": rec["metrics"], "wall_time_s": rec["wall_time_s"]}))
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -126,7 +126,8 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig
     def eager(x, y, step_t):
         return loss_terms(model, cfg, x, y, step_t, total_steps, amp)
 
-    fn = [torch.compile(eager, dynamic=False) if compile else eager]
+    mode = os.environ.get("VITSOM_COMPILE_MODE", "default")   # e.g. "reduce-overhead" (CUDA graphs)
+    fn = [torch.compile(eager, dynamic=False, mode=mode) if compile else eager]
 
     def step(x: torch.Tensor, y: torch.Tensor, step_t: torch.Tensor) -> torch.Tensor:
         try:
@@ -314,13 +315,15 @@ def _peak_memory(device: torch.device) -> dict[str, float]:
 
 def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: bool = False,
           progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
-          stop_after_steps: int | None = None, log: Callable[[str], None] = print) -> dict:
+          stop_after_steps: int | None = None, deadline: float | None = None,
+          log: Callable[[str], None] = print) -> dict:
     """Train one configuration and return its run record (also written to ``results/``).
 
     An existing record for the same config key is returned as is unless ``force``. A checkpoint
     under ``runs/<key>/`` is resumed automatically. ``stop_after_steps`` stops (after saving a
     checkpoint) once that many global steps are done: used to test resume, and by time-budgeted
-    GPU scripts. ``snapshot_epochs`` keeps the weights after those epochs (0 = before training),
+    GPU scripts; ``deadline`` (a ``time.time()`` value) does the same when the clock passes it.
+    ``snapshot_epochs`` keeps the weights after those epochs (0 = before training),
     for the latent-progression figure."""
     cfg.validate()
     out_path = record_path(cfg, results)
@@ -397,11 +400,13 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
             if bar is not None:
                 bar.update(1)
             every = cfg.train.checkpoint_every
-            if (every and step % every == 0) or (stop_after_steps is not None and step >= stop_after_steps):
+            stop = (stop_after_steps is not None and step >= stop_after_steps) or \
+                (deadline is not None and time.time() > deadline)
+            if (every and step % every == 0) or stop:
                 train_time += time.perf_counter() - t_epoch
                 t_epoch = time.perf_counter()
                 save_checkpoint()
-                if stop_after_steps is not None and step >= stop_after_steps:
+                if stop:
                     if bar is not None:
                         bar.close()
                     return {"interrupted": True, "step": step, "checkpoint": str(ckpt_path)}
