@@ -89,3 +89,11 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
     out = step(x, torch.zeros(32, dtype=torch.long), torch.tensor(0.0))
     assert torch.isfinite(out).all()
     assert messages and "eager" in messages[0]
+
+
+@pytest.mark.parametrize("preset,extra", [("desom-usps", []), ("usps-clustering", ["som.distance=manhattan"])])
+def test_seeds_together_refuses_unsupported_models(preset, extra):
+    from vitsom.multiseed import train_together
+    cfgs = [make_config(preset, "smoke", s, extra) for s in (0, 1)]
+    with pytest.raises(ValueError, match="run these seeds separately"):
+        train_together(cfgs, device="cpu", progress=False, results="/nonexistent-results")

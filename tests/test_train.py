@@ -116,3 +116,36 @@ def test_presets_cover_the_paper():
     assert smoke.som == m.som and smoke.model == m.model and smoke.train.epochs < m.train.epochs
     assert build_model(m).som.prototypes.shape == (1600, 3136)
     assert C.make_config("usps-clustering", seed=1).key() != C.make_config("usps-clustering", seed=2).key()
+
+
+def _write_fake_cifar10(root, n_train=200, n_test=60):
+    import pickle
+    import numpy as np
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        x = rng.integers(0, 256, (n_train // 5, 3072), dtype=np.uint8)
+        y = rng.integers(0, 10, n_train // 5).tolist()
+        with open(d / f"data_batch_{i}", "wb") as f:
+            pickle.dump({b"data": x, b"labels": y}, f)
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump({b"data": rng.integers(0, 256, (n_test, 3072), dtype=np.uint8),
+                     b"labels": rng.integers(0, 10, n_test).tolist()}, f)
+
+
+def test_colour_classification_goes_through_augmented_loader(tmp_path, isolated_results):
+    """CIFAR-10 recipe (scaled down) on format-faithful fake files: loader path, record with top-1."""
+    from vitsom.train import LoaderBatches, uses_loader
+    _write_fake_cifar10(tmp_path / "data")
+    cfg = C.make_config("cifar10-classification", "smoke", 0,
+                        ["model.depth=1", "model.emb_dim=24", "model.heads=3", "model.dec_emb=6",
+                         "train.batch_size=32", "train.epochs=1", "train.checkpoint_every=0"])
+    assert uses_loader(cfg)
+    data = load_task_data(cfg, tmp_path / "data")
+    assert len(data.train) == 160 and len(data.eval_sets["val"]) == 40 and len(data.eval_sets["test"]) == 60
+    x, y = next(LoaderBatches(data.train, 32, torch.device("cpu"), 0, num_workers=0).epoch(0))
+    assert x.shape == (32, 3, 32, 32) and x.min() < 0          # normalised, augmented tensors
+    rec = train(cfg, data_root=tmp_path / "data", device="cpu", progress=False, log=lambda s: None)
+    assert 0.0 <= rec["metrics"]["top1"] <= 1.0 and rec["metrics"]["n"] == 60
+    assert rec["steps"] == 5

@@ -63,7 +63,7 @@ class TrainConfig:
     label_fraction: float = 1.0       # classification: fraction of training labels used
     checkpoint_every: int = 500       # steps between checkpoints (0 = only at the end of epochs)
     precision: str = "auto"           # "fp32", "bf16", or "auto" (bf16 on CUDA, fp32 elsewhere)
-    compile: bool = False
+    compile: bool = True              # torch.compile the loss on CUDA (never on CPU); see train.py
 
 
 @dataclass
@@ -156,6 +156,40 @@ def _classification(name: str, dataset: str, img: int, chans: int, patch: int, c
                      train=TrainConfig(epochs=500, batch_size=batch, lr=lr, min_lr=min_lr))
 
 
+def _desom(name: str, dataset: str, img: int, batch: int) -> RunConfig:
+    """DESOM as the authors re-implemented it (reference §1.4/§3.5): FC autoencoder 500-500-2000-10,
+    SOM 8×8 on the 10-d code, Manhattan, T 8 → 0.1, γ 0.001 without ramp, Adam lr 1e-3 (no batch
+    scaling, no schedule, no weight decay), 60 epochs."""
+    return RunConfig(preset=name, dataset=dataset, split="all",
+                     model=ModelConfig(img_size=img, in_chans=1, num_classes=0, arch="desom",
+                                       hidden=(500, 500, 2000, 10)),
+                     som=SOMConfig(height=8, width=8, distance="manhattan", topology="square", t_max=8.0,
+                                   t_min=0.1, gamma=0.001, gamma_warmup=False),
+                     train=TrainConfig(epochs=60, batch_size=batch, lr=1e-3, lr_batch_scaling=False,
+                                       optimizer="adam", schedule="constant", warmup_epochs=0,
+                                       weight_decay=0.0, som_weight_decay=0.0))
+
+
+def _raw_som(name: str, dataset: str, img: int) -> RunConfig:
+    """The raw-pixel SOM 24×24: the ``*-clustering-24x24`` recipe with the SOM on the pixels
+    (no ViT); loss γ·L_som with γ = 1 and no ramp (see ``vitsom.baselines.PixelSOM``)."""
+    c = _clustering(name, dataset, img, 24)
+    c.model.arch = "som"
+    c.som.gamma, c.som.gamma_warmup = 1.0, False
+    return c
+
+
+def _resnet34(name: str, recipe: RunConfig) -> RunConfig:
+    """ResNet34 from scratch on ``recipe``'s dataset with that ViT-SOM-cls recipe's optimiser,
+    schedule, epochs, batch and label smoothing; no SOM (0×0 map, γ 0)."""
+    m = recipe.model
+    return RunConfig(preset=name, dataset=recipe.dataset, split=recipe.split,
+                     model=ModelConfig(img_size=m.img_size, in_chans=m.in_chans, num_classes=m.num_classes,
+                                       arch="resnet34"),
+                     som=SOMConfig(height=0, width=0, gamma=0.0, gamma_warmup=False),
+                     train=copy.deepcopy(recipe.train))
+
+
 def _build_presets() -> dict[str, RunConfig]:
     p: dict[str, RunConfig] = {}
     for ds, img in (("mnist", 28), ("fmnist", 28), ("usps", 16)):
@@ -175,6 +209,14 @@ def _build_presets() -> dict[str, RunConfig]:
     for ds in ("mnist", "fmnist"):
         c = _classification(f"{ds}-classification", ds, 28, 1, 2, 10, 40, 20.0, 0.05, 1e-3, tiny=True)
         p[c.preset] = c
+    # Baselines (vitsom.baselines): DESOM and the raw-pixel SOM for clustering, ResNet34 for classification.
+    for ds, img, batch in (("mnist", 28, 128), ("fmnist", 28, 256), ("usps", 16, 256)):
+        p[f"desom-{ds}"] = _desom(f"desom-{ds}", ds, img, batch)
+        p[f"som-{ds}"] = _raw_som(f"som-{ds}", ds, img)
+    for ds, recipe in (("mnist", "mnist-classification"), ("fmnist", "fmnist-classification"),
+                       ("cifar10", "cifar10-classification"), ("cifar100", "cifar100-classification"),
+                       ("svhn", "svhn-classification"), ("pathmnist", "pathmnist-classification")):
+        p[f"resnet34-{ds}"] = _resnet34(f"resnet34-{ds}", p[recipe])
     return p
 
 

@@ -108,8 +108,10 @@ def main(argv=None) -> int:
             break
         print(f"[queue] {it.preset} {' '.join(it.overrides)} seeds {[c.seed for c in todo]} "
               f"({deadline - time.time():.0f}s left)", flush=True)
-        if it.together and len(todo) > 1 and not any((runs_root() / c.key() / "checkpoint.pt").exists() for c in todo):
-            # a group is only started if it is expected to fit; a cut-off group restarts later
+        together = it.together and len(todo) > 1 and todo[0].model.arch == "vit" and \
+            todo[0].som.distance != "manhattan" and \
+            not any((runs_root() / c.key() / "checkpoint.pt").exists() for c in todo)
+        if together:
             train_together(todo, data_root=args.data, device=args.device, progress=False)
         else:
             for c in todo:

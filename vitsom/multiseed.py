@@ -69,6 +69,14 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
     if not todo:
         return [load_record(record_path(c, results)) for c in cfgs]
     _same_shapes(todo)
+    if todo[0].model.arch != "vit" or todo[0].som.distance == "manhattan":
+        raise ValueError(f"{todo[0].preset}: seeds-together supports the ViT-SOM model with cosine or euclidean "
+                         "distance (the chunked manhattan distance and BatchNorm baselines have no vmap rule); "
+                         "run these seeds separately")
+    from .train import uses_loader
+    if uses_loader(todo[0]):
+        raise ValueError(f"{todo[0].preset}: seeds-together runs need a GPU-resident dataset; colour "
+                         "classification sets use a DataLoader with augmentation, run their seeds separately")
     dev = resolve_device(device)
     amp = autocast_dtype(todo[0], dev)
     t_start = time.perf_counter()

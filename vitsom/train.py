@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import data as vdata
 from . import metrics
@@ -151,8 +152,23 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig
 
 @dataclass
 class TaskData:
-    train: vdata.ImageArrays
-    eval_sets: dict[str, vdata.ImageArrays]     # clustering: {"all": ...}; classification: {"val", "test"}
+    train: vdata.ImageArrays | Dataset          # a Dataset (with augmentation) for colour classification
+    eval_sets: dict[str, vdata.ImageArrays | Dataset]   # clustering: {split: …}; classification: {"val", "test"}
+
+
+def uses_loader(cfg: RunConfig) -> bool:
+    """Colour classification sets (CIFAR, SVHN, PathMNIST, Flowers-17, Tiny-ImageNet) go through a
+    DataLoader with the reference's per-sample augmentation; everything else is GPU-resident."""
+    spec = vdata.get_spec(cfg.dataset)
+    return cfg.task == "classification" and (spec.channels == 3 or not spec.in_memory)
+
+
+def _labels_of(ds) -> np.ndarray:
+    if isinstance(ds, vdata.ImageArrays):
+        return ds.labels.numpy()
+    if isinstance(ds, Subset):
+        return _labels_of(ds.dataset)[np.asarray(ds.indices)]
+    return np.asarray(ds.targets)
 
 
 def _fixed_subset(n: int, k: int, seed: int) -> torch.Tensor:
@@ -183,6 +199,17 @@ def load_task_data(cfg: RunConfig, root=None) -> TaskData:
                 test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 4, 1), 0))
             evals["test"] = test
         return TaskData(arrays, evals)
+    if uses_loader(cfg):
+        train, val, test = vdata.classification_splits(
+            cfg.dataset, root, seed=0, train_transform=vdata.build_transforms(cfg.dataset, True),
+            eval_transform=vdata.build_transforms(cfg.dataset, False))
+        if t.label_fraction < 1:
+            train = Subset(train, _fixed_subset(len(train), max(1, round(len(train) * t.label_fraction)), cfg.seed).tolist())
+        if t.max_train_samples and t.max_train_samples < len(train):
+            train = Subset(train, _fixed_subset(len(train), t.max_train_samples, 0).tolist())
+            test = Subset(test, _fixed_subset(len(test), max(t.max_train_samples // 2, 1), 0).tolist())
+            val = Subset(val, _fixed_subset(len(val), max(t.max_train_samples // 4, 1), 0).tolist())
+        return TaskData(train, {"val": val, "test": test})
     full = vdata.load_arrays(cfg.dataset, "train", root)
     test = vdata.load_arrays(cfg.dataset, "test", root)
     # the reference's random_split(train, [80 %, 20 %], generator seed 0)
@@ -229,6 +256,33 @@ class ArrayBatches:
             yield self.to_float(self.images[idx]), self.labels[idx]
 
 
+class LoaderBatches:
+    """Mini-batches through a DataLoader with per-sample CPU augmentation (the big colour sets).
+
+    Epoch e is shuffled by a generator seeded by (seed, e), so a resumed run replays the same
+    order; augmentation randomness is seeded per epoch as well (workers get derived seeds)."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, seed: int,
+                 num_workers: int | None = None) -> None:
+        self.dataset, self.device, self.seed = dataset, device, seed
+        self.batch_size = min(batch_size, len(dataset))
+        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        torch.manual_seed(self.seed * 1_000_003 + epoch)       # augmentation randomness of this epoch
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.dataset), generator=g)[start * self.batch_size:].tolist()
+        loader = DataLoader(Subset(self.dataset, order), batch_size=self.batch_size, drop_last=True,
+                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False)
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
@@ -238,9 +292,17 @@ def predict(model: ViTSOM, arrays: vdata.ImageArrays, device: torch.device, batc
     """Forward the whole set (no sample dropped): BMU, top-2 distances, recon L1, logits, latents."""
     model.eval()
     out: dict[str, list] = {"bmu": [], "dist": [], "l1": [], "pred": [], "z": []}
-    for s in range(0, len(arrays), batch_size):
-        x = arrays.images[s:s + batch_size].to(device).float().div_(255.0)
-        xin = (x - norm[0]) / norm[1] if norm else x
+    if isinstance(arrays, vdata.ImageArrays):
+        def batches():
+            for s in range(0, len(arrays), batch_size):
+                x = arrays.images[s:s + batch_size].to(device).float().div_(255.0)
+                yield x, ((x - norm[0]) / norm[1] if norm else x)
+    else:   # a Dataset whose transform already normalises
+        def batches():
+            for x, _ in DataLoader(arrays, batch_size=batch_size, num_workers=min(8, os.cpu_count() or 1)):
+                x = x.to(device)
+                yield x, x
+    for x, xin in batches():
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             o = model(xin, temperature=1.0)
         if o.som is not None:
@@ -280,7 +342,7 @@ def evaluate(model: nn.Module, arrays: vdata.ImageArrays, device: torch.device, 
     t0 = time.perf_counter()
     p = predict(model, arrays, device, amp=amp, norm=norm)
     res: dict[str, float] = {"n": len(arrays)}
-    labels = arrays.labels.numpy()
+    labels = _labels_of(arrays)
     if "bmu" in p:
         bmu = p["bmu"].numpy()
         res.update(purity=metrics.purity(bmu, labels), nmi=metrics.nmi(bmu, labels),
@@ -342,8 +404,11 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
 
     data = load_task_data(cfg, data_root)
     norm = input_norm(cfg, dev)
-    batches = ArrayBatches(data.train, cfg.train.batch_size, dev, cfg.seed,
-                           *(norm if norm is not None else (None, None)))
+    if isinstance(data.train, vdata.ImageArrays):
+        batches = ArrayBatches(data.train, cfg.train.batch_size, dev, cfg.seed,
+                               *(norm if norm is not None else (None, None)))
+    else:
+        batches = LoaderBatches(data.train, cfg.train.batch_size, dev, cfg.seed)
     steps_per_epoch = batches.steps_per_epoch
     total_steps = steps_per_epoch * cfg.train.epochs
 
@@ -460,7 +525,7 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
     for name, arr in data.eval_sets.items():
         label_from = None
         if name == "test" and cfg.task == "clustering":
-            label_from = (eval_res[cfg.split]["_bmu"], data.eval_sets[cfg.split].labels.numpy())
+            label_from = (eval_res[cfg.split]["_bmu"], _labels_of(data.eval_sets[cfg.split]))
         eval_res[name] = evaluate(model, arr, dev, cfg.task, amp, norm, kmeans_k=k, label_from=label_from)
     for r in eval_res.values():
         r.pop("_bmu", None)

@@ -1,0 +1,171 @@
+"""Baselines (vitsom.baselines): DESOM, the raw-pixel SOM and ResNet34 — shapes, sizes, presets,
+and short real trainings on USPS that must beat the untrained model."""
+import pytest
+import torch
+
+from vitsom import config as C
+from vitsom.baselines import DESOM, PixelSOM, ResNet34Classifier, build_baseline
+from vitsom.som import SOMLayer, SOMOutput
+from vitsom.train import build_model, evaluate, load_task_data, param_groups, train
+from vitsom.vit import count_parameters
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a CPU shared with other jobs, two threads per process are many
+    times slower than one for these small matrices (oversubscription). Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# Short real runs: 1,500 USPS images, batch 32, 3 epochs = 138 steps. The presets' own smoke
+# profile (1,024 images, 2 epochs, B 256 for DESOM → 8 steps) leaves DESOM's map on 2–3 units,
+# about as collapsed as the untrained one, so learning would not be visible; 138 small steps are
+# enough (DESOM: ≈ 45 units used, purity ≈ 0.54).
+SHORT = ["train.max_train_samples=1500", "train.batch_size=32", "train.epochs=3", "train.checkpoint_every=0"]
+# The raw SOM is cheap; it gets 2,000 images, batch 64, 5 epochs (155 steps). With 576 units for
+# 2,000 images even random prototypes give purity ≈ 0.64 (few samples per unit), so the margin is
+# checked on NMI and quantisation error as well.
+SHORT_SOM = ["train.max_train_samples=2000", "train.batch_size=64", "train.epochs=5", "train.checkpoint_every=0"]
+
+
+def _untrained_and_trained(preset, root, overrides):
+    cfg = C.make_config(preset, "smoke", 0, overrides)
+    data = load_task_data(cfg, root)
+    torch.manual_seed(cfg.seed)
+    before = evaluate(build_model(cfg), data.train, torch.device("cpu"), "clustering")
+    rec = train(cfg, data_root=root, device="cpu", progress=False, log=lambda s: None)
+    return cfg, before, rec
+
+
+def test_desom_learns_on_usps(usps_root, isolated_results):
+    cfg, before, rec = _untrained_and_trained("desom-usps", usps_root, SHORT)
+    m = rec["metrics"]
+    assert m["n"] == 1500 and rec["steps"] == 3 * (1500 // 32)
+    # untrained: random prototypes in [0,1)^10 catch the latents on ~3 units (purity ≈ 0.18);
+    # trained: ≈ 0.55 on ~45 units
+    assert m["purity"] > before["purity"] + 0.2, (before, m)
+    assert m["units_used"] > before["units_used"] + 10
+    assert m["recon_l1"] < before["recon_l1"] - 0.05
+    for k in ("kmeans_acc", "kmeans_nmi", "nmi", "quantization_error", "topographic_error"):
+        assert k in m, k
+    assert 0.0 < m["kmeans_acc"] <= 1.0 and 0.0 < m["kmeans_nmi"] <= 1.0
+    # the record describes the baseline, not a ViT
+    assert rec["config"]["model"]["arch"] == "desom"
+    assert rec["params"]["som"] == 64 * 10 and rec["params"]["decoder"] > 0 and rec["params"]["head"] == 0
+    # Adam with lr 1e-3, no batch scaling, constant schedule (the DESOM recipe)
+    assert all(h["lr"] == pytest.approx(1e-3) for h in rec["history"])
+    assert all(h["gamma"] == pytest.approx(0.001) for h in rec["history"])
+
+
+def test_raw_pixel_som_learns_on_usps(usps_root, isolated_results):
+    cfg, before, rec = _untrained_and_trained("som-usps", usps_root, SHORT_SOM)
+    m = rec["metrics"]
+    # 576 random prototypes already hash pixels somewhat (purity ≈ 0.64); training reaches ≈ 0.85
+    assert m["purity"] > before["purity"] + 0.12, (before, m)
+    assert m["nmi"] > before["nmi"] + 0.1, (before, m)
+    assert m["quantization_error"] < 0.7 * before["quantization_error"]
+    assert "kmeans_acc" in m and "kmeans_nmi" in m and "recon_l1" not in m
+    # no decoder: the only loss is γ·L_som with γ = 1 from the first step
+    assert all(h["task_loss"] == 0.0 and h["gamma"] == 1.0 for h in rec["history"])
+    assert rec["params"] == {"encoder": 0, "decoder": 0, "head": 0, "som": 24 * 24 * 256, "total": 24 * 24 * 256}
+
+
+def test_parameter_counts():
+    d = build_model(C.make_config("desom-mnist"))
+    assert isinstance(d, DESOM) and isinstance(d.som, SOMLayer)
+    c = count_parameters(d)
+    # 784-500-500-2000-10 and mirror: 1,665,010 + 1,665,784 weights and biases (≈ 3.33M)
+    assert c["encoder"] == 1_665_010 and c["decoder"] == 1_665_784
+    assert c["total"] - c["som"] == 3_330_794 and c["som"] == 640
+    s = build_model(C.make_config("som-mnist"))
+    assert isinstance(s, PixelSOM) and count_parameters(s)["total"] == 451_584   # the paper's 451K
+    r = build_model(C.make_config("resnet34-cifar10"))
+    n = count_parameters(r)
+    assert n["som"] == 0 and n["head"] == 512 * 10 + 10
+    assert 21.2e6 < n["total"] < 21.4e6          # torchvision ResNet34 with a 3×3 stem, 10 classes
+
+
+def test_desom_architecture_and_init():
+    m = build_baseline(C.make_config("desom-usps"))
+    lins = [l for l in m.ae.encoder if isinstance(l, torch.nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in lins] == [(256, 500), (500, 500), (500, 2000), (2000, 10)]
+    assert isinstance(m.ae.encoder[-1], torch.nn.Linear)            # no activation on the latent
+    assert isinstance(m.ae.decoder[-1], torch.nn.Linear)            # identity output
+    assert all(float(l.bias.detach().abs().max()) == 0.0 for l in lins)
+    bound = (6 / (500 + 2000)) ** 0.5                               # Xavier-uniform
+    assert float(lins[2].weight.detach().abs().max()) <= bound and float(lins[2].weight.detach().abs().max()) > 0.9 * bound
+    assert m.som.distance == "manhattan" and m.som.num_units == 64
+    x = torch.rand(3, 1, 16, 16)
+    out = m(x, temperature=2.0)
+    assert out.z.shape == (3, 10) and out.recon.shape == x.shape and out.logits is None
+    assert isinstance(out.som, SOMOutput) and out.som.distances.shape == (3, 64)
+    # the configurable widths are honoured
+    cfg = C.make_config("desom-usps", overrides=["model.hidden=[32,8]"])
+    assert build_model(cfg)(x).z.shape == (3, 8)
+
+
+@pytest.mark.parametrize("shape,preset,classes", [((2, 3, 32, 32), "resnet34-cifar10", 10),
+                                                  ((2, 3, 32, 32), "resnet34-cifar100", 100),
+                                                  ((2, 1, 28, 28), "resnet34-mnist", 10)])
+def test_resnet34_forward(shape, preset, classes):
+    cfg = C.make_config(preset)
+    assert (cfg.som.height, cfg.som.width, cfg.som.gamma, cfg.model.in_chans) == (0, 0, 0.0, shape[1])
+    m = build_model(cfg)
+    assert isinstance(m, ResNet34Classifier) and m.som is None
+    conv1 = m.backbone.conv1
+    assert conv1.kernel_size == (3, 3) and conv1.stride == (1, 1) and conv1.in_channels == shape[1]
+    assert isinstance(m.backbone.maxpool, torch.nn.Identity)
+    out = m(torch.randn(shape), temperature=1.0)
+    assert out.logits.shape == (shape[0], classes) and out.som is None and out.recon is None
+    assert out.z.shape == (shape[0], 512)
+    # the head gets the head/SOM weight-decay group, conv weights the ViT decay, BN none
+    groups = param_groups(m, cfg.train.weight_decay, cfg.train.som_weight_decay)
+    assert [g["weight_decay"] for g in groups] == [cfg.train.weight_decay, 0.0, cfg.train.som_weight_decay]
+    assert sum(p.numel() for p in groups[2]["params"]) == 512 * classes + classes
+
+
+def test_baseline_presets():
+    names = [f"desom-{d}" for d in ("mnist", "fmnist", "usps")] + [f"som-{d}" for d in ("mnist", "fmnist", "usps")] \
+        + [f"resnet34-{d}" for d in ("mnist", "fmnist", "cifar10", "cifar100", "svhn", "pathmnist")]
+    for name in names:
+        cfg = C.make_config(name)
+        assert cfg.preset == name and cfg.model.arch == name.split("-")[0]
+    d = C.make_config("desom-mnist")
+    assert (d.task, d.split, d.train.epochs, d.train.batch_size, d.train.optimizer, d.train.schedule,
+            d.train.lr, d.train.lr_batch_scaling, d.train.weight_decay, d.train.som_weight_decay) == \
+        ("clustering", "all", 60, 128, "adam", "constant", 1e-3, False, 0.0, 0.0)
+    assert (d.som.height, d.som.width, d.som.distance, d.som.t_max, d.som.t_min, d.som.gamma, d.som.gamma_warmup) == \
+        (8, 8, "manhattan", 8.0, 0.1, 0.001, False)
+    assert C.make_config("desom-fmnist").train.batch_size == C.make_config("desom-usps").train.batch_size == 256
+    assert C.make_config("desom-usps").model.img_size == 16
+    s = C.make_config("som-usps")
+    assert (s.som.height, s.som.gamma, s.som.gamma_warmup, s.model.arch) == (24, 1.0, False, "som")
+    r = C.make_config("resnet34-cifar10")
+    assert r.task == "classification" and r.train == C.make_config("cifar10-classification").train
+    assert C.make_config("resnet34-svhn").train == C.make_config("svhn-classification").train
+    # the new presets leave the existing ones alone
+    assert C.make_config("usps-clustering").model.arch == "vit"
+
+
+def test_bad_baseline_configs_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown model.arch"):
+        build_model(C.make_config("desom-usps", overrides=["model.arch=mlp"]))
+    with pytest.raises(ValueError, match="has no SOM"):
+        build_model(C.make_config("resnet34-cifar10", overrides=["som.height=4", "som.width=4", "som.gamma=0.1"]))
+    with pytest.raises(ValueError, match="clustering model"):
+        build_model(C.make_config("desom-usps", overrides=["model.num_classes=10"]))
+
+
+def test_resnet34_trains_end_to_end_on_mnist(mnist_root, isolated_results):
+    # two steps on 32 images: checks the classification path (normalised input, BatchNorm,
+    # label-smoothed CE, eval mode, top-1 on val/test), not accuracy
+    cfg = C.make_config("resnet34-mnist", "smoke", 0, ["train.max_train_samples=32", "train.batch_size=16",
+                                                       "train.epochs=1", "train.checkpoint_every=0"])
+    rec = train(cfg, data_root=mnist_root, device="cpu", progress=False, log=lambda s: None)
+    assert rec["steps"] == 2 and rec["task"] == "classification"
+    assert 0.0 <= rec["metrics"]["top1"] <= 1.0 and "purity" not in rec["metrics"]
+    assert rec["params"]["som"] == 0 and rec["params"]["head"] == 5130
+    assert all(h["som_loss"] == 0.0 and h["task_loss"] > 0 for h in rec["history"])
