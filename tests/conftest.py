@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Tests never touch the network: a missing dataset is an error, not a download.
+os.environ.setdefault("VITSOM_DOWNLOAD", "0")
+
 DATA_HINT = "set VITSOM_DATA=/path/to/shared/data (holding mnist/, fashion-mnist/, usps/usps.h5) to enable"
 
 

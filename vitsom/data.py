@@ -185,13 +185,18 @@ def _locate(spec: DatasetSpec, root: Path, dirs: Sequence[Path], names: Sequence
                 return found
         return None
     found = find()
+    failure = ""
     if found is None and download and fetch is not None:
-        root.mkdir(parents=True, exist_ok=True)
-        fetch(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fetch(root)
+        except Exception as e:  # noqa: BLE001 - offline, HTTP error, checksum: say so, don't crash deep
+            failure = f" (the automatic download failed: {type(e).__name__}: {str(e).splitlines()[0][:200]})"
         found = find()
     if found is None:
         sfx = "[.gz]" if gz else ""
-        raise _not_found(spec, root, [*also, *(f"{d / n}{sfx}" for d in dirs for n in names)])
+        err = _not_found(spec, root, [*also, *(f"{d / n}{sfx}" for d in dirs for n in names)])
+        raise DataNotFoundError(str(err) + failure)
     return found
 
 

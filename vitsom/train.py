@@ -176,6 +176,11 @@ def _fixed_subset(n: int, k: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)[:k].sort().values
 
 
+def _download() -> bool:
+    """Download missing datasets where a source exists (default); ``VITSOM_DOWNLOAD=0`` turns it off."""
+    return os.environ.get("VITSOM_DOWNLOAD", "1") != "0"
+
+
 def load_task_data(cfg: RunConfig, root=None) -> TaskData:
     """Arrays for training and evaluation, following the reference protocol.
 
@@ -189,12 +194,12 @@ def load_task_data(cfg: RunConfig, root=None) -> TaskData:
         raise ValueError(f"dataset {spec.name} has {spec.channels}×{spec.image_size}² images but the model "
                          f"expects {cfg.model.in_chans}×{cfg.model.img_size}²")
     if cfg.task == "clustering":
-        arrays = vdata.load_arrays(cfg.dataset, cfg.split, root)
+        arrays = vdata.load_arrays(cfg.dataset, cfg.split, root, download=_download())
         if t.max_train_samples and t.max_train_samples < len(arrays):
             arrays = arrays.subset(_fixed_subset(len(arrays), t.max_train_samples, 0))
         evals = {cfg.split: arrays}
         if cfg.split == "train":   # held-out protocol: units labelled on train, scored on test
-            test = vdata.load_arrays(cfg.dataset, "test", root)
+            test = vdata.load_arrays(cfg.dataset, "test", root, download=_download())
             if t.max_train_samples and t.max_train_samples < len(test):
                 test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 4, 1), 0))
             evals["test"] = test
@@ -202,7 +207,7 @@ def load_task_data(cfg: RunConfig, root=None) -> TaskData:
     if uses_loader(cfg):
         train, val, test = vdata.classification_splits(
             cfg.dataset, root, seed=0, train_transform=vdata.build_transforms(cfg.dataset, True),
-            eval_transform=vdata.build_transforms(cfg.dataset, False))
+            eval_transform=vdata.build_transforms(cfg.dataset, False), download=_download())
         if t.label_fraction < 1:
             train = Subset(train, _fixed_subset(len(train), max(1, round(len(train) * t.label_fraction)), cfg.seed).tolist())
         if t.max_train_samples and t.max_train_samples < len(train):
@@ -210,8 +215,8 @@ def load_task_data(cfg: RunConfig, root=None) -> TaskData:
             test = Subset(test, _fixed_subset(len(test), max(t.max_train_samples // 2, 1), 0).tolist())
             val = Subset(val, _fixed_subset(len(val), max(t.max_train_samples // 4, 1), 0).tolist())
         return TaskData(train, {"val": val, "test": test})
-    full = vdata.load_arrays(cfg.dataset, "train", root)
-    test = vdata.load_arrays(cfg.dataset, "test", root)
+    full = vdata.load_arrays(cfg.dataset, "train", root, download=_download())
+    test = vdata.load_arrays(cfg.dataset, "test", root, download=_download())
     # the reference's random_split(train, [80 %, 20 %], generator seed 0)
     tr_idx, va_idx = vdata._seeded_split(len(full), [int((1 - spec.val_fraction) * len(full))], 0)
     train, val = full.subset(tr_idx.sort().values), full.subset(va_idx.sort().values)
