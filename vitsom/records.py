@@ -82,9 +82,20 @@ def device_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     else:
-        info["name"] = platform.processor() or platform.machine()
+        info["name"] = _cpu_name()
         info["cpu_threads"] = torch.get_num_threads()
     return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def record_path(cfg, results: str | os.PathLike | None = None) -> Path:
