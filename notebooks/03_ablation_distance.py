@@ -1,0 +1,102 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ablation: distance metric
+#
+# [Open in Colab](https://colab.research.google.com/github/vitsom-companion/vitsom/blob/main/notebooks/03_ablation_distance.ipynb)
+# (the organisation `vitsom-companion` is a placeholder until the repository is published).
+#
+# The paper argues that the cosine distance suits high-dimensional ViT embeddings better than the
+# Euclidean or Manhattan distance (DESOM uses Manhattan). It reports no numbers for this, so this
+# page has no paper column: it is our own ablation. Everything else is the 40×40 clustering recipe
+# (in the smoke profile the 8×8 map, where the Manhattan distance costs a fraction as much). The
+# quantization error is measured in each map's own distance, so it cannot be compared across rows;
+# purity, NMI and the topographic error can. In the smoke and quick profiles the ablation runs on
+# USPS only (all three datasets in the paper profile).
+
+# %% tags=["hide-input"]
+# Setup. Locally: make the repository importable. On Colab: clone the repository, install it
+# without touching Colab's own torch/numpy/pandas, and add umap-learn (used by the figures).
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_URL = "https://github.com/vitsom-companion/vitsom"  # placeholder organisation name
+ON_COLAB = "google.colab" in sys.modules
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "vitsom" / "experiments.py").exists()), None)
+if ROOT is None and ON_COLAB:
+    ROOT = Path("/content/vitsom")
+    if not (ROOT / "pyproject.toml").exists():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(ROOT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "umap-learn", "h5py"], check=True)
+    os.chdir(ROOT)
+if ROOT is None:
+    raise RuntimeError("open this notebook from a clone of the vitsom repository, or on Colab")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import matplotlib.pyplot as plt  # noqa: E402  (activates the inline backend's figure display)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from IPython.display import Markdown, display  # noqa: E402
+
+from vitsom import experiments as E  # noqa: E402
+from vitsom import plots as P  # noqa: E402
+
+pd.set_option("display.max_colwidth", 200)
+
+# %% tags=["parameters", "hide-input"]
+profile = "smoke"        # smoke | quick | paper
+seeds = None             # None: the profile's seeds (smoke [0], quick [0, 1, 2], paper [0..4])
+datasets = None          # None: every dataset of this page; e.g. ["usps"]
+results_dir = None       # None: $VITSOM_RESULTS or <repo>/results
+train_missing = True     # False: show the existing records only (make book); nothing is trained
+extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
+
+# %% tags=["hide-input"]
+plan = E.Plan.make(profile, seeds, datasets, results_dir, extra_overrides)
+RUNS = E.runs("03_ablation_distance", plan)
+if ON_COLAB and train_missing:
+    E.fetch_data(sorted({r.dataset for r in RUNS}))
+display(Markdown(E.profile_banner(plan.profile)))
+outcomes = E.execute(RUNS, plan, train_missing=train_missing)
+df = E.frame(outcomes)
+PROV = E.provenance(df, plan)
+E.show_outcomes(outcomes)
+
+# %% tags=["hide-input"]
+METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=10)"),
+           ("topographic_error", "TE"), ("quantization_error", "QE (own metric)"), ("recon_l1", "recon L1"),
+           ("units_used", "units used"), ("time_per_epoch_s", "train time / epoch (s)")]
+rows = []
+for (ds, dist), g in (df.groupby(["dataset", "distance"], sort=False) if not df.empty else []):
+    row = {"dataset": E.DATASET_NAMES[ds], "distance": dist, "status": ", ".join(sorted(set(g["status"])))}
+    for col, lab in METRICS:
+        row[lab] = E.fmt(*E.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 3) \
+            if col in g.columns else "—"
+    rows.append(row)
+E.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric ablation (ours only; the paper "
+             "reports no numbers for it)", note=PROV + ". " + E.missing_note(outcomes))
+
+# %% tags=["hide-input"]
+have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
+if not have.empty:
+    f = P.metric_bars_figure(have, "distance", [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
+                             title=f"Distance metric ({have['model'].iloc[0]})")
+    E.show_figure(f, "fig-ablation-distance", f"Purity, NMI and topographic error per distance (bars: mean, "
+                  f"error bars: std over seeds). {PROV}.")
+else:
+    display(Markdown("No run of this page has a record yet, so there is no figure."))

@@ -1,0 +1,110 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ablation: map size
+#
+# [Open in Colab](https://colab.research.google.com/github/vitsom-companion/vitsom/blob/main/notebooks/04_ablation_grid.ipynb)
+# (the organisation `vitsom-companion` is a placeholder until the repository is published).
+#
+# The paper reports two map sizes (24×24 and 40×40); this page sweeps 8, 16, 24, 32 and 40 units a
+# side with everything else fixed (the 40×40 recipe, T_max = 20 for every size). Purity grows with
+# the number of units almost by construction (more, purer clusters), so NMI and the k-means score
+# are shown beside it. The number of parameters is dominated by the prototypes (units × latent
+# dimension). The 8, 24 and 40 runs are the clustering page's runs. In the smoke and quick profiles
+# the sweep runs on USPS only, and the smoke profile skips 16 and 32 (it trains nothing extra here).
+
+# %% tags=["hide-input"]
+# Setup. Locally: make the repository importable. On Colab: clone the repository, install it
+# without touching Colab's own torch/numpy/pandas, and add umap-learn (used by the figures).
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_URL = "https://github.com/vitsom-companion/vitsom"  # placeholder organisation name
+ON_COLAB = "google.colab" in sys.modules
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "vitsom" / "experiments.py").exists()), None)
+if ROOT is None and ON_COLAB:
+    ROOT = Path("/content/vitsom")
+    if not (ROOT / "pyproject.toml").exists():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(ROOT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "umap-learn", "h5py"], check=True)
+    os.chdir(ROOT)
+if ROOT is None:
+    raise RuntimeError("open this notebook from a clone of the vitsom repository, or on Colab")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import matplotlib.pyplot as plt  # noqa: E402  (activates the inline backend's figure display)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from IPython.display import Markdown, display  # noqa: E402
+
+from vitsom import experiments as E  # noqa: E402
+from vitsom import plots as P  # noqa: E402
+
+pd.set_option("display.max_colwidth", 200)
+
+# %% tags=["parameters", "hide-input"]
+profile = "smoke"        # smoke | quick | paper
+seeds = None             # None: the profile's seeds (smoke [0], quick [0, 1, 2], paper [0..4])
+datasets = None          # None: every dataset of this page; e.g. ["usps"]
+results_dir = None       # None: $VITSOM_RESULTS or <repo>/results
+train_missing = True     # False: show the existing records only (make book); nothing is trained
+extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
+
+# %% tags=["hide-input"]
+plan = E.Plan.make(profile, seeds, datasets, results_dir, extra_overrides)
+RUNS = E.runs("04_ablation_grid", plan)
+if ON_COLAB and train_missing:
+    E.fetch_data(sorted({r.dataset for r in RUNS}))
+display(Markdown(E.profile_banner(plan.profile)))
+outcomes = E.execute(RUNS, plan, train_missing=train_missing)
+df = E.frame(outcomes)
+PROV = E.provenance(df, plan)
+E.show_outcomes(outcomes)
+
+# %% tags=["hide-input"]
+METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=10)"),
+           ("quantization_error", "QE"), ("topographic_error", "TE"), ("params_total_M", "# params (M)"),
+           ("time_per_epoch_s", "train time / epoch (s)"), ("inference_time_s", "inference (s)")]
+rows = []
+for (ds, grid), g in (df.groupby(["dataset", "grid"], sort=False) if not df.empty else []):
+    row = {"dataset": E.DATASET_NAMES[ds], "map": f"{grid}×{grid}", "units": grid * grid}
+    for col, lab in METRICS:
+        row[lab] = E.fmt(*E.mean_std(g[col].tolist())) if col in g.columns else "—"
+    paper = E.reported("clustering", f"ViT-SOM ({grid}×{grid})", ds)
+    row["purity: paper"] = E.fmt_reported(paper.value, paper.std) if paper else "not in the paper"
+    rows.append(row)
+E.show_table(pd.DataFrame(rows), "tbl-ablation-grid", "Map size ablation (ours; paper purity where it has one)",
+             note=PROV + ". " + E.missing_note(outcomes))
+
+# %% tags=["hide-input"]
+have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
+if not have.empty:
+    have = have.assign(dataset=have["dataset"].map(E.DATASET_NAMES))
+    f = P.metric_vs_factor_figure(have, "grid", METRICS[:6],
+                                  hue="dataset" if have["dataset"].nunique() > 1 else None, logx=True,
+                                  title="Scores against map side (units = side²)")
+    E.show_figure(f, "fig-ablation-grid", f"Purity, NMI, k-means ACC, QE, TE and parameters against the map side "
+                  f"(mean ± std over seeds). {PROV}.")
+    f2 = P.metric_vs_factor_figure(have, "grid", [("time_per_epoch_s", "train time / epoch (s)"),
+                                                  ("inference_time_s", "inference time (s)")],
+                                   hue="dataset" if have["dataset"].nunique() > 1 else None, logx=True,
+                                   title="Cost against map side")
+    E.show_figure(f2, "fig-ablation-grid-time", f"Training time per epoch and inference time against the map side. "
+                  f"{PROV}.")
+else:
+    display(Markdown("No run of this page has a record yet, so there is no figure."))

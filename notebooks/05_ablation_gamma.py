@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ablation: the SOM-loss weight γ and its warm-up
+#
+# [Open in Colab](https://colab.research.google.com/github/vitsom-companion/vitsom/blob/main/notebooks/05_ablation_gamma.ipynb)
+# (the organisation `vitsom-companion` is a placeholder until the repository is published).
+#
+# The loss is L = L_task + γ_t · L_som. The authors' newest code ramps γ_t linearly from 0 to γ
+# over the first half of training ("warm-up"); their older code used a constant γ. This page sweeps
+# γ ∈ {0, 0.0005, 0.001, 0.005, 0.01, 0.05} with and without the warm-up (γ = 0 needs no warm-up
+# run) on the 40×40 recipe, and shows purity and the reconstruction loss. γ is on the code's scale
+# (SOM loss averaged over units). The paper reports no numbers for this ablation. In the smoke
+# profile only γ ∈ {0, 0.005} runs (0.005 with and without warm-up), on USPS with the 8×8 map; in
+# the quick profile the full sweep runs on USPS only.
+
+# %% tags=["hide-input"]
+# Setup. Locally: make the repository importable. On Colab: clone the repository, install it
+# without touching Colab's own torch/numpy/pandas, and add umap-learn (used by the figures).
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_URL = "https://github.com/vitsom-companion/vitsom"  # placeholder organisation name
+ON_COLAB = "google.colab" in sys.modules
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "vitsom" / "experiments.py").exists()), None)
+if ROOT is None and ON_COLAB:
+    ROOT = Path("/content/vitsom")
+    if not (ROOT / "pyproject.toml").exists():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(ROOT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "umap-learn", "h5py"], check=True)
+    os.chdir(ROOT)
+if ROOT is None:
+    raise RuntimeError("open this notebook from a clone of the vitsom repository, or on Colab")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import matplotlib.pyplot as plt  # noqa: E402  (activates the inline backend's figure display)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from IPython.display import Markdown, display  # noqa: E402
+
+from vitsom import experiments as E  # noqa: E402
+from vitsom import plots as P  # noqa: E402
+
+pd.set_option("display.max_colwidth", 200)
+
+# %% tags=["parameters", "hide-input"]
+profile = "smoke"        # smoke | quick | paper
+seeds = None             # None: the profile's seeds (smoke [0], quick [0, 1, 2], paper [0..4])
+datasets = None          # None: every dataset of this page; e.g. ["usps"]
+results_dir = None       # None: $VITSOM_RESULTS or <repo>/results
+train_missing = True     # False: show the existing records only (make book); nothing is trained
+extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
+
+# %% tags=["hide-input"]
+plan = E.Plan.make(profile, seeds, datasets, results_dir, extra_overrides)
+RUNS = E.runs("05_ablation_gamma", plan)
+if ON_COLAB and train_missing:
+    E.fetch_data(sorted({r.dataset for r in RUNS}))
+display(Markdown(E.profile_banner(plan.profile)))
+outcomes = E.execute(RUNS, plan, train_missing=train_missing)
+df = E.frame(outcomes)
+PROV = E.provenance(df, plan)
+E.show_outcomes(outcomes)
+
+# %% tags=["hide-input"]
+METRICS = [("purity", "purity"), ("nmi", "NMI"), ("recon_l1", "recon L1 (eval)"), ("final_task_loss", "last-epoch L1"),
+           ("topographic_error", "TE"), ("units_used", "units used")]
+rows = []
+for (ds, g_, warm), g in (df.groupby(["dataset", "gamma", "warmup"], sort=False) if not df.empty else []):
+    row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "yes" if warm else "no",
+           "status": ", ".join(sorted(set(g["status"])))}
+    for col, lab in METRICS:
+        row[lab] = E.fmt(*E.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 4) \
+            if col in g.columns else "—"
+    rows.append(row)
+E.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ and warm-up ablation (ours only; the paper reports no "
+             "numbers for it)", note=PROV + ". " + E.missing_note(outcomes))
+
+# %% tags=["hide-input"]
+have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
+if not have.empty:
+    have = have.assign(**{"warm-up": have["warmup"].map({True: "with warm-up", False: "without warm-up"})})
+    f = P.metric_vs_factor_figure(have, "gamma", [("purity", "purity"), ("recon_l1", "reconstruction L1")],
+                                  hue="warm-up", symlogx=1e-4, title=f"Purity and reconstruction loss against γ ({have['model'].iloc[0]})")
+    E.show_figure(f, "fig-ablation-gamma", "Purity and reconstruction L1 against γ (symmetric-log axis so that "
+                  f"γ = 0 shows), with and without the γ warm-up (mean ± std over seeds). {PROV}.")
+else:
+    display(Markdown("No run of this page has a record yet, so there is no figure."))

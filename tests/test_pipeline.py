@@ -1,0 +1,227 @@
+"""The book pipeline: the experiment plan, the paper's numbers, the plots, and an end-to-end smoke
+build of the book (USPS, 1 seed, shrunken runs) whose HTML must contain every table and figure."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitsom import experiments as E
+from vitsom import plots as P
+from vitsom.pipeline import ipynb_text
+from vitsom.records import REPO_ROOT
+
+# What each page must show when the book is built for USPS alone (markers emitted by
+# experiments.show_table / show_figure).
+TABLES = {
+    "01_clustering": ["tbl-runs", "tbl-clustering-purity", "tbl-clustering-all"],
+    "02_classification": ["tbl-runs", "tbl-classification", "tbl-small-data"],
+    "03_ablation_distance": ["tbl-runs", "tbl-ablation-distance"],
+    "04_ablation_grid": ["tbl-runs", "tbl-ablation-grid"],
+    "05_ablation_gamma": ["tbl-runs", "tbl-ablation-gamma"],
+    "06_efficiency": ["tbl-runs", "tbl-efficiency-ours", "tbl-efficiency-paper"],
+    "07_figures": ["tbl-runs"],
+}
+FIGURES = {
+    "03_ablation_distance": ["fig-ablation-distance"],
+    "04_ablation_grid": ["fig-ablation-grid", "fig-ablation-grid-time"],
+    "05_ablation_gamma": ["fig-ablation-gamma"],
+    "07_figures": ["fig-architecture", "fig-size-vs-score", "fig-umap-progression", "fig-prototypes",
+                   "fig-hitmap-umatrix"],
+}
+
+
+# ----------------------------------------------------------------------------- plan and numbers
+
+def test_default_seeds_and_narrowing():
+    assert E.Plan.make("smoke").seeds == (0,)
+    assert E.Plan.make("quick").seeds == (0, 1, 2)
+    assert E.Plan.make("paper").seeds == (0, 1, 2, 3, 4)
+    plan = E.Plan.make("quick", seeds=[2, 1], datasets=["usps", "fashion-mnist"])
+    assert plan.seeds == (1, 2) and plan.datasets == ("usps", "fmnist")
+    runs = E.runs("01_clustering", plan)
+    assert {r.dataset for r in runs} == {"usps", "fmnist"} and {r.seed for r in runs} == {1, 2}
+    # papermill may pass strings
+    assert E.Plan.make("smoke", seeds="0 3", datasets="usps,mnist").seeds == (0, 3)
+
+
+def test_every_notebook_has_a_plan_and_smoke_is_cut_down():
+    smoke, paper = E.Plan.make("smoke"), E.Plan.make("paper")
+    for nb in E.NOTEBOOKS:
+        assert E.runs(nb, paper), nb
+        assert len(E.runs(nb, smoke)) <= len(E.runs(nb, paper))
+    # smoke: ablations on USPS only; paper: on all three clustering datasets
+    for nb in ("03_ablation_distance", "04_ablation_grid", "05_ablation_gamma"):
+        assert {r.dataset for r in E.runs(nb, smoke)} == {"usps"}
+        assert {r.dataset for r in E.runs(nb, paper)} == set(E.CLUSTERING_DATASETS)
+    # the grid ablation reuses the clustering table's runs for 8, 24 and 40
+    keys = {(r.preset, r.overrides) for r in E.runs("01_clustering", paper)}
+    grid = [(r.preset, r.overrides) for r in E.runs("04_ablation_grid", paper) if r.dataset == "usps"]
+    assert sum(k in keys for k in set(grid)) == 3
+    # the γ sweep: 6 values × warm-up on/off, γ = 0 once
+    assert len(E.runs("05_ablation_gamma", E.Plan.make("paper", datasets=["usps"], seeds=[0]))) == 11
+    # the latent-progression run keeps weight snapshots, in the clustering notebook too
+    fr = E.figure_run(smoke)
+    assert fr.snapshots and fr.preset == "mnist-clustering-24x24"
+    assert any(r.preset == fr.preset and r.seed == fr.seed and r.snapshots for r in E.runs("01_clustering", smoke))
+    assert E.snapshot_epochs(500) == (0, 10, 100, 500) and E.snapshot_epochs(2) == (0, 1, 2)
+
+
+def test_every_run_config_is_valid_or_its_preset_is_reported_missing():
+    for r in E.all_runs(E.Plan.make("paper")):
+        if E.preset_known(r.preset):
+            r.config("paper")            # raises on a bad override
+
+
+def test_reported_numbers_cover_the_papers_tables():
+    by = lambda s: [r for r in E.REPORTED if r.section == s]  # noqa: E731
+    assert len(by("clustering")) == 5 * 4          # 5 models × (3 datasets + params)
+    assert len(by("classification")) == 6 * 7      # 6 models × (6 datasets + params)
+    assert len(by("train_time")) == len(by("inference_time")) == len(by("memory")) == 9
+    assert len(by("figure_v1")) == 7
+    r = E.reported("clustering", E.VIT_SOM_40, "mnist")
+    assert (r.value, r.std) == (0.955, 0.001)
+    assert E.reported("classification", E.VIT_SOM_CLS, "cifar10").value == 0.920
+    assert "reported" in E.reported_cell("clustering", E.DESOM, "usps")
+    assert E.reported_cell("clustering", E.VIT_SOM_40, "params") == "5.0M (reported)"
+
+
+def test_status_table_without_records(tmp_path):
+    plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
+    st = E.status_table(plan)
+    assert len(st) == len(E.REPORTED)
+    assert (st["ours"] == "—").all() and st["note"].str.len().gt(0).all()
+    assert set(st.columns) >= {"paper", "ours", "difference", "seeds", "profile", "device", "note"}
+
+
+def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITSOM_RUNS", str(tmp_path / "runs"))
+    plan = E.Plan.make("smoke", results=tmp_path / "results")
+    rs = [E.Run("usps-clustering", (), 0), E.Run("no-such-preset", (), 0),
+          E.Run("flowers17-classification", (), 0)]
+    out = E.execute(rs, plan, train_missing=False, log=lambda s: None)
+    assert [o.status for o in out] == ["not-run", "unknown-preset", "not-run"]
+    monkeypatch.setenv("VITSOM_DOWNLOAD", "0")
+    plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
+    out = E.execute(rs[2:] + rs[2:], plan, train_missing=True, log=lambda s: None)
+    assert [o.status for o in out] == ["no-data", "no-data"] and "Flowers-17" in out[0].note
+    df = E.frame(out)
+    assert list(df["status"]) == ["no-data", "no-data"]
+
+
+def test_mean_std_and_formatting():
+    assert E.mean_std([1.0, 3.0, None, float("nan")]) == (2.0, 1.0, 2)   # population std, as the paper
+    assert E.fmt(0.5, 0.01, 2) == "0.500 ± 0.010"
+    assert E.fmt(0.5, 0.0, 1) == "0.500"
+    assert E.fmt(float("nan")) == "—"
+    assert E.fmt_reported(0.955, 0.001) == "0.955 ± 0.001 (reported)"
+
+
+# ----------------------------------------------------------------------------- plots
+
+def test_u_matrix_and_tiles():
+    # 1×3 map, prototypes 0, 0, 3 along one axis (euclidean): borders 0 and 3
+    w = np.array([[0.0], [0.0], [3.0]])
+    np.testing.assert_allclose(P.u_matrix(w, 1, 3, "euclidean"), [[0.0, 1.5, 3.0]])
+    imgs = np.random.default_rng(0).random((6, 1, 4, 4))
+    t = P.tile_images(imgs, 2, 3, pad=1)
+    assert t.shape == (2 * 5 + 1, 3 * 5 + 1)
+    np.testing.assert_allclose(t[1:5, 6:10], imgs[1, 0])
+    assert P.hit_counts(np.array([0, 0, 5]), 2, 3).tolist() == [[2, 0, 0], [0, 0, 1]]
+    assert P.majority_labels(np.array([0, 0, 0, 5]), np.array([1, 1, 2, 3]), 2, 3).tolist() == [[1, -1, -1], [-1, -1, 3]]
+
+
+def test_plot_functions_return_figures():
+    import pandas as pd
+    from matplotlib.figure import Figure
+    rng = np.random.default_rng(0)
+    figs = [P.architecture_figure(),
+            P.latent_progression_figure([rng.random((50, 2))] * 3, rng.integers(0, 10, 50), ["a", "b", "c"]),
+            P.prototype_grid_figure(rng.random((16, 1, 8, 8)), 4, 4, "t"),
+            P.map_figure(rng.integers(0, 5, (4, 4)), rng.random((4, 4)), rng.integers(0, 10, (4, 4))),
+            P.size_vs_score_figure([{"name": "a", "params": 2.5, "score": 0.9, "kind": "paper-ours"}],
+                                   [{"name": "b", "params": 5.0, "score": 0.8, "kind": "repro", "err": 0.01}]),
+            P.difference_figure([0.01, 1.0], [0.02, 0.0], [0.01, 0.0], ["MNIST", "MNIST"])]
+    df = pd.DataFrame({"grid": [8, 16, 8, 16], "purity": [0.5, 0.6, 0.52, 0.61], "gamma": [0, 0.01, 0, 0.01],
+                       "warm": ["y", "y", "n", "n"], "distance": ["cosine", "cosine", "euclidean", "euclidean"]})
+    figs += [P.metric_vs_factor_figure(df, "grid", [("purity", "purity"), ("missing", "m")], logx=True),
+             P.metric_vs_factor_figure(df, "gamma", [("purity", "purity")], hue="warm", symlogx=1e-4),
+             P.metric_bars_figure(df, "distance", [("purity", "purity")])]
+    for f in figs:
+        assert isinstance(f, Figure)
+        f.savefig(os.devnull, format="png")
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+def test_notebook_ipynb_files_match_their_sources():
+    """notebooks/*.ipynb (for Colab) must be the jupytext conversion of notebooks/*.py."""
+    import jupytext
+    for name in E.NOTEBOOKS:
+        src, nb = REPO_ROOT / "notebooks" / f"{name}.py", REPO_ROOT / "notebooks" / f"{name}.ipynb"
+        assert src.exists(), src
+        assert nb.exists(), f"{nb} missing: run python -m vitsom.pipeline (its first stage writes it)"
+        assert nb.read_text() == ipynb_text(name), \
+            f"{nb} is stale: run python -m vitsom.pipeline --sync-notebooks"
+        cells = jupytext.read(src).cells
+        tags = [c.metadata.get("tags", []) for c in cells]
+        assert sum("parameters" in t for t in tags) == 1, name
+        params = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+        for p in ("profile", "seeds", "datasets", "results_dir"):
+            assert re.search(rf"^{p} = ", params, re.M), (name, p)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def _img_after(html: str, marker: str, page: Path) -> Path | None:
+    i = html.find(f'data-vitsom-figure="{marker}"')
+    if i < 0:
+        return None
+    m = re.search(r'<img[^>]+src="([^"]+)"', html[i:])
+    return (page.parent / m.group(1)).resolve() if m else None
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
+    """USPS, 1 seed, runs shrunk to 256 images: every notebook executes, the book builds with -W, and
+    every page holds its tables and figures."""
+    env = dict(os.environ, VITSOM_DATA=str(usps_root), VITSOM_RESULTS=str(tmp_path / "results"),
+               VITSOM_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO_ROOT))
+    build = tmp_path / "book"
+    p = subprocess.run([sys.executable, "-m", "vitsom.pipeline", "--profile", "smoke", "--datasets", "usps",
+                        "--seeds", "0", "--set", "train.max_train_samples=256", "--build-dir", str(build)],
+                       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    for stage in (*E.NOTEBOOKS, "status page", "jupyter-book build -W", "total"):
+        assert re.search(rf"\d+\.\d s  {re.escape(stage)}", p.stdout), stage
+    html_dir = build / "_build" / "html"
+    for name in E.NOTEBOOKS:
+        page = html_dir / "executed" / f"{name}.html"
+        html = page.read_text()
+        assert "pipeline check, not a reproduction" in html, name
+        for t in TABLES[name]:
+            assert f'data-vitsom-table="{t}"' in html, (name, t)
+        for f in FIGURES.get(name, []):
+            img = _img_after(html, f, page)
+            assert img is not None and img.exists() and img.stat().st_size > 2000, (name, f, img)
+        assert "Traceback" not in html, name
+    status = (html_dir / "executed" / "status.html").read_text()
+    for title in E.SECTION_TITLES.values():
+        assert title.split(" (")[0] in status, title
+    assert "paper (reported)" in status and "Known deviations" in status and "status.csv" in status
+    assert "0.955 ± 0.001" in status                      # a paper number
+    assert re.search(r"<td[^>]*><p>0\.\d{3}</p></td>", status)   # an ours number (USPS purity, 1 seed)
+    # the intro's architecture figure and the Colab badges are local files
+    assert (html_dir / "_images" / "architecture.png").exists()
+    assert "colab.research.google.com/github/vitsom-companion/vitsom/blob/main/notebooks/01_clustering.ipynb" \
+        in (html_dir / "rerun.html").read_text()
+    # offline: no page loads a script, stylesheet or image from the internet
+    for page in html_dir.rglob("*.html"):
+        text = page.read_text()
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="https?://', text), page
+    timings = json.loads((build / "executed" / "timings.json").read_text())
+    assert [t["stage"] for t in timings][1:8] == list(E.NOTEBOOKS)
