@@ -111,6 +111,6 @@ E.show_table(pd.DataFrame(rows), "tbl-efficiency-ours", "Time and memory of our 
 # %% tags=["hide-input"]
 st = E.status_table(plan)
 eff = st[st["section"].isin(["train_time", "inference_time", "memory"])]
-eff = eff[["model", "column", "paper", "ours", "difference", "device", "note"]].rename(columns={"paper": "paper (reported)"})
+eff = eff[["model", "column", "paper", "ours", "difference", "note"]].rename(columns={"paper": "paper (reported)"})
 E.show_table(eff, "tbl-efficiency-paper", "Paper Tables III-IV (reported) with our counterparts",
              note="The paper's GPU is unknown. " + PROV)

@@ -187,13 +187,13 @@ def _img_after(html: str, marker: str, page: Path) -> Path | None:
 
 @pytest.mark.slow
 def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
-    """USPS, 1 seed, runs shrunk to 256 images: every notebook executes, the book builds with -W, and
+    """USPS, 1 seed, runs shrunk to 128 images: every notebook executes, the book builds with -W, and
     every page holds its tables and figures."""
     env = dict(os.environ, VITSOM_DATA=str(usps_root), VITSOM_RESULTS=str(tmp_path / "results"),
                VITSOM_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO_ROOT))
     build = tmp_path / "book"
     p = subprocess.run([sys.executable, "-m", "vitsom.pipeline", "--profile", "smoke", "--datasets", "usps",
-                        "--seeds", "0", "--set", "train.max_train_samples=256", "--build-dir", str(build)],
+                        "--seeds", "0", "--set", "train.max_train_samples=128", "--build-dir", str(build)],
                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     for stage in (*E.NOTEBOOKS, "status page", "jupyter-book build -W", "total"):

@@ -21,10 +21,9 @@ are reused) and never skips a run silently: each run comes back as an :class:`Ou
 from __future__ import annotations
 
 import html
-import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 

@@ -210,8 +210,9 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
               "## Known deviations from the authors' protocol", ""]
     lines += [f"{i}. **{t}.** {d}" for i, (t, d) in enumerate(E.DEVIATIONS, 1)]
     lines += ["", "## Not reproduced here, and why", "",
-              "- **SOM-VAE, Swin-T, DeiT-T, MobileViT-T**: not implemented in this repository (the authors' "
-              "repository has no SOM-VAE or ResNet34 code either); their rows show the paper's numbers only.",
+              "- **SOM-VAE, Swin-T, DeiT-T, MobileViT-T**: not implemented in this repository; their rows show the "
+              "paper's numbers only. (The authors' repository has no SOM-VAE or ResNet34 code; our ResNet34 and "
+              "DESOM are our own recipes in `vitsom.baselines`.)",
               "- **CIFAR-10/100, SVHN, PathMNIST, Flowers-17, Tiny-ImageNet**: not available on the offline build "
               "machine; `make reproduce` on a machine with the data (or online, where they download "
               "automatically) fills these rows.",
