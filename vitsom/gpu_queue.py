@@ -33,6 +33,7 @@ class Item:
     together: bool = True
     note: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    snapshot_seeds: tuple[int, ...] = ()     # seeds whose weights the figures need at a few epochs
 
 
 def priority_list() -> list[Item]:
@@ -62,6 +63,8 @@ def priority_list() -> list[Item]:
             groups[k] = Item(r.preset, r.overrides, (), together=True, note=r.model)
         if r.seed not in groups[k].seeds:
             groups[k].seeds = groups[k].seeds + (r.seed,)
+        if r.snapshots and r.seed not in groups[k].snapshot_seeds:
+            groups[k].snapshot_seeds = groups[k].snapshot_seeds + (r.seed,)
     return list(groups.values())
 
 
@@ -120,16 +123,21 @@ def main(argv=None) -> int:
         together = it.together and len(todo) > 1 and todo[0].model.arch == "vit" and \
             todo[0].som.distance != "manhattan" and \
             not any((runs_root() / c.key() / "checkpoint.pt").exists() for c in todo)
-        if together:
-            train_together(todo, data_root=args.data, device=args.device, progress=False)
-        else:
-            for c in todo:
-                if time.time() > deadline:
-                    break
-                rec = train(c, data_root=args.data, device=args.device, progress=False, deadline=deadline)
-                if rec.get("interrupted"):
-                    print(f"[queue] budget reached: {c.preset} seed {c.seed} checkpointed at step {rec['step']}")
-                    break
+        from .experiments import snapshot_epochs
+        solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
+        group = [c for c in todo if c.seed not in it.snapshot_seeds]
+        if together and len(group) > 1:
+            train_together(group, data_root=args.data, device=args.device, progress=False)
+            group = []
+        for c in solo + group:
+            if time.time() > deadline:
+                break
+            snaps = snapshot_epochs(c.train.epochs) if c.seed in it.snapshot_seeds else ()
+            rec = train(c, data_root=args.data, device=args.device, progress=False, deadline=deadline,
+                        snapshot_epochs=snaps)
+            if rec.get("interrupted"):
+                print(f"[queue] budget reached: {c.preset} seed {c.seed} checkpointed at step {rec['step']}")
+                break
     if args.pack:
         n = pack_records(Path(args.pack), args.profile, since=t0)
         print(f"[queue] packed {n} new records into {args.pack}")

@@ -222,10 +222,13 @@ def load_task_data(cfg: RunConfig, root=None) -> TaskData:
     train, val = full.subset(tr_idx.sort().values), full.subset(va_idx.sort().values)
     if t.label_fraction < 1:
         train = train.subset(_fixed_subset(len(train), max(1, round(len(train) * t.label_fraction)), cfg.seed))
-    if t.max_train_samples and t.max_train_samples < len(train):
-        train = train.subset(_fixed_subset(len(train), t.max_train_samples, 0))
-        test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 2, 1), 0))
-        val = val.subset(_fixed_subset(len(val), max(t.max_train_samples // 4, 1), 0))
+    if t.max_train_samples:   # profiles cap the data: training set, and evaluation sets in proportion
+        if t.max_train_samples < len(train):
+            train = train.subset(_fixed_subset(len(train), t.max_train_samples, 0))
+        if max(t.max_train_samples // 2, 1) < len(test):
+            test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 2, 1), 0))
+        if max(t.max_train_samples // 4, 1) < len(val):
+            val = val.subset(_fixed_subset(len(val), max(t.max_train_samples // 4, 1), 0))
     return TaskData(train, {"val": val, "test": test})
 
 
