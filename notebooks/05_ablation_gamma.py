@@ -67,15 +67,8 @@ train_missing = True     # False: show the existing records only (make book); no
 extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
 
 # %% tags=["hide-input"]
-plan = E.Plan.make(profile, seeds, datasets, results_dir, extra_overrides)
-RUNS = E.runs("05_ablation_gamma", plan)
-if ON_COLAB and train_missing:
-    E.fetch_data(sorted({r.dataset for r in RUNS}))
-display(Markdown(E.profile_banner(plan.profile)))
-outcomes = E.execute(RUNS, plan, train_missing=train_missing)
-df = E.frame(outcomes)
-PROV = E.provenance(df, plan)
-E.show_outcomes(outcomes)
+plan, outcomes, df, PROV = E.run_page("05_ablation_gamma", profile, seeds, datasets, results_dir, extra_overrides,
+                                     train_missing, ON_COLAB)
 
 # %% tags=["hide-input"]
 METRICS = [("purity", "purity"), ("nmi", "NMI"), ("recon_l1", "recon L1 (eval)"), ("final_task_loss", "last-epoch L1"),

@@ -70,15 +70,8 @@ import torch  # noqa: E402
 
 from vitsom.train import load_task_data, load_trained, predict, resolve_device  # noqa: E402
 
-plan = E.Plan.make(profile, seeds, datasets, results_dir, extra_overrides)
-RUNS = E.runs("07_figures", plan)
-if ON_COLAB and train_missing:
-    E.fetch_data(sorted({r.dataset for r in RUNS}))
-display(Markdown(E.profile_banner(plan.profile)))
-outcomes = E.execute(RUNS, plan, train_missing=train_missing)
-df = E.frame(outcomes)
-PROV = E.provenance(df, plan)
-E.show_outcomes(outcomes)
+plan, outcomes, df, PROV = E.run_page("07_figures", profile, seeds, datasets, results_dir, extra_overrides,
+                                     train_missing, ON_COLAB)
 FIG_RUN = E.figure_run(plan)
 fig_out = next((o for o in outcomes if FIG_RUN is not None and o.run.preset == FIG_RUN.preset
                 and o.run.seed == FIG_RUN.seed and not o.run.overrides), None)

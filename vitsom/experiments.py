@@ -499,6 +499,22 @@ def show_figure(fig, figure_id: str, caption: str) -> None:
     display(HTML(f'<p class="vitsom-caption">{html.escape(caption)}</p>'))
 
 
+def run_page(notebook: str, profile: str, seeds=None, datasets=None, results_dir=None,
+             extra_overrides: Sequence[str] = (), train_missing: bool = True, on_colab: bool = False):
+    """The shared first step of every notebook: plan → (fetch data on Colab) → banner → train or
+    read every run → table of runs. Returns ``(plan, outcomes, frame, provenance)``."""
+    from IPython.display import Markdown, display
+    plan = Plan.make(profile, seeds, datasets, results_dir, extra_overrides)
+    planned = runs(notebook, plan)
+    if on_colab and train_missing:
+        fetch_data(sorted({r.dataset for r in planned}))
+    display(Markdown(profile_banner(plan.profile)))
+    outcomes = execute(planned, plan, train_missing=train_missing)
+    df = frame(outcomes)
+    show_outcomes(outcomes)
+    return plan, outcomes, df, provenance(df, plan)
+
+
 def show_outcomes(outcomes: Sequence[Outcome]) -> None:
     """The run list of a notebook: what exists, what was trained, what could not run and why."""
     import pandas as pd
