@@ -15,7 +15,6 @@ images of the preset's shape are used, so no dataset is needed; the step is the 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from plain_vitsom import make_plain, plain_loader, plain_step  # noqa: E402
 from vitsom import data as vdata  # noqa: E402
 from vitsom.config import make_config  # noqa: E402
 from vitsom.multiseed import build_together  # noqa: E402
+from vitsom.records import atomic_write_json, device_info, git_commit  # noqa: E402
 from vitsom.som import gamma_at  # noqa: E402
 from vitsom.train import ArrayBatches, build_model, make_optimizer, make_train_step, resolve_device  # noqa: E402
 
@@ -188,10 +188,10 @@ def main() -> None:
         r = rows[k]["s_per_step"] / rows["default"]["s_per_step"]
         rows[k]["time_vs_one_seed_default"] = round(r, 2)
         print(f"\n{k}: {rows[k]['members']} models per step in {r:.2f}× the time of one model on the default path")
-    out = {"device": name, "torch": torch.__version__, "preset": args.preset, "batch": B, "steps": steps,
+    out = {"device": name, "device_info": device_info(dev), "git": git_commit(), "torch": torch.__version__, "preset": args.preset, "batch": B, "steps": steps,
            "rows": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        atomic_write_json(Path(args.json), out)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,22 @@ def test_training_raises_purity_and_is_deterministic(usps_root, isolated_results
     assert train(short_cfg(), data_root=usps_root, device="cpu", progress=False)["created"] == again["created"]
 
 
+def test_peak_rss_is_measured_per_run():
+    """The CPU peak-memory figure covers one run, not everything the process did before it."""
+    import numpy as np
+
+    from vitsom.train import _peak_memory, reset_peak_rss
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs here: peak RSS is process-wide (the record says rss_scope=process)")
+    big = np.ones(400 * 2**20 // 8)                      # 400 MiB, touched
+    before = _peak_memory(torch.device("cpu"), True)
+    del big
+    assert reset_peak_rss()
+    after = _peak_memory(torch.device("cpu"), True)
+    assert before["rss_scope"] == after["rss_scope"] == "run"
+    assert before["process_max_rss_gb"] - after["process_max_rss_gb"] > 0.3, (before, after)
+
+
 def test_resume_after_interruption_gives_the_same_result(usps_root, isolated_results):
     extra = ["train.max_train_samples=1000", "train.epochs=2"]
     full = train(short_cfg(1, extra), data_root=usps_root, device="cpu", progress=False, log=lambda s: None)

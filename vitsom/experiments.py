@@ -835,8 +835,9 @@ DEVIATIONS: list[tuple[str, str]] = [
     ("Timing and memory",
      "Training time is the whole run's wall time (data loading, training and evaluation) and inference time one "
      "pass over the evaluation set, as the authors measure; the paper's GPU is unknown, so only runs on a GPU "
-     "with the paper profile are compared numerically. On CPU the peak memory is the process's maximum RSS, a "
-     "high-water mark over everything the process ran before."),
+     "with the paper profile are compared numerically. On CPU the peak memory is the process's peak RSS "
+     "during the run (Linux VmHWM, reset when the run starts); records made before 2026-11-27, or on systems "
+     "without /proc/self/clear_refs, hold the process's lifetime maximum instead (their rss_scope says which)."),
     ("Ablations",
      "The paper reports no ablation numbers (digest §0.3); our distance, grid-size and γ ablations have no "
      "paper counterpart. The grid ablation keeps T_max = 20 for every map size."),

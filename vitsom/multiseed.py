@@ -25,7 +25,7 @@ from torch.func import functional_call, stack_module_state
 from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
 from .train import (ArrayBatches, NonFiniteLossError, autocast_dtype, build_model, finish_run, input_norm,
-                    load_task_data, loss_terms, lr_factor, param_groups, resolve_device)
+                    load_task_data, loss_terms, lr_factor, param_groups, reset_peak_rss, resolve_device)
 
 
 def _same_shapes(cfgs: list[RunConfig]) -> None:
@@ -80,6 +80,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
     dev = resolve_device(device)
     amp = autocast_dtype(todo[0], dev)
     t_start = time.perf_counter()
+    rss_window = reset_peak_rss()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -158,7 +159,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
                 p.copy_(params[n][i])
         rec = finish_run(c, model, data, dev, amp, norm, history=history[i], total_steps=total_steps,
                          batch_size=batches[i].batch_size, train_time=train_time, t_start=t_start,
-                         results=results, log=log, extra={"trained_together": S})
+                         results=results, log=log, extra={"trained_together": S}, rss_window=rss_window)
         recs.append(rec)
     if ckpt_path.exists():
         ckpt_path.unlink()

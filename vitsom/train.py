@@ -375,9 +375,37 @@ def evaluate(model: nn.Module, arrays: vdata.ImageArrays, device: torch.device, 
 
 # ----------------------------------------------------------------------------- training
 
-def _peak_memory(device: torch.device) -> dict[str, float]:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB on Linux
-    out = {"process_max_rss_gb": round(rss, 3)}
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window for this process (Linux: ``/proc/self/clear_refs`` ← 5, which
+    resets VmHWM). Returns False where that is not possible; the peak is then process-wide."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm_gb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20          # kB → GiB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _peak_memory(device: torch.device, rss_window: bool) -> dict[str, float | str]:
+    """Peak memory of this run: CUDA max allocated, and the peak resident set size — since the
+    run started when ``rss_window`` (VmHWM was reset), else the process's lifetime maximum."""
+    hwm = _vm_hwm_gb() if rss_window else None
+    if hwm is not None:
+        out: dict[str, float | str] = {"process_max_rss_gb": round(hwm, 3), "rss_scope": "run"}
+    else:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB on Linux
+        out = {"process_max_rss_gb": round(rss, 3), "rss_scope": "process"}
     if device.type == "cuda":
         out["cuda_max_allocated_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 4)
     return out
@@ -405,6 +433,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     run_dir = runs_root() / key
     ckpt_path = run_dir / "checkpoint.pt"
     t_start = time.perf_counter()
+    rss_window = reset_peak_rss()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -506,7 +535,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
 
     return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
                       batch_size=batches.batch_size, train_time=train_time, t_start=t_start,
-                      results=results, log=log)
+                      results=results, log=log, rss_window=rss_window)
 
 
 def input_norm(cfg: RunConfig, device: torch.device):
@@ -523,7 +552,8 @@ def input_norm(cfg: RunConfig, device: torch.device):
 
 def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.device, amp, norm, *,
                history: list, total_steps: int, batch_size: int, train_time: float, t_start: float,
-               results=None, log: Callable[[str], None] = print, extra: dict | None = None) -> dict:
+               results=None, log: Callable[[str], None] = print, extra: dict | None = None,
+               rss_window: bool = False) -> dict:
     """Evaluate a trained model, save its weights, write its run record atomically, drop the
     checkpoint, and return the record."""
     key = cfg.key()
@@ -547,7 +577,7 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
         "git": git_commit(), "device": device_info(dev), "precision": str(amp or "fp32"),
         "wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
         "train_samples_per_s": round(total_steps * batch_size / max(train_time, 1e-9), 1),
-        "inference_time_s": round(main["eval_time_s"], 3), "peak_memory": _peak_memory(dev),
+        "inference_time_s": round(main["eval_time_s"], 3), "peak_memory": _peak_memory(dev, rss_window),
         "created": now_iso(), **(extra or {}),
     }
     out_path = record_path(cfg, results)
