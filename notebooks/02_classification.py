@@ -26,7 +26,8 @@
 #
 # The second half asks the paper's question on the data available offline: does the SOM loss help
 # a ViT when labels are scarce? ViT-cls and ViT-SOM-cls on MNIST and Fashion-MNIST with 1 %, 10 %
-# and 100 % of the training labels, with the difference per seed (smoke profile: MNIST, 10 % only).
+# and 100 % of the training labels (quick profile: 1 % and 10 %; smoke: MNIST, 10 % only), with the
+# difference per seed. ResNet34 joins these runs in the paper profile.
 
 # %% tags=["hide-input"]
 # Setup. Locally: make the repository importable. On Colab: clone the repository, install it
@@ -124,6 +125,7 @@ for (ds, frac), g in (small.groupby(["dataset", "label_fraction"]) if not small.
     m, s, n = E.mean_std(paired.tolist())
     row = {"dataset": E.DATASET_NAMES[ds], "label fraction": frac,
            "labelled training images": int(g["train_samples"].iloc[0]),
+           "epochs (steps)": f"{int(g['epochs'].iloc[0])} ({int(g['steps'].iloc[0])})",
            "ViT-SOM-cls top-1": E.fmt(*E.mean_std(a.tolist())), "ViT-cls top-1": E.fmt(*E.mean_std(b.tolist())),
            "difference (paired)": E.fmt(m, s, n)}
     if (g["model"] == E.RESNET).any():
