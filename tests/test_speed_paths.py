@@ -64,6 +64,25 @@ def test_seeds_together_match_separate_runs(usps_root, isolated_results, monkeyp
     assert together[0]["history"][0]["loss"] != together[1]["history"][0]["loss"]
 
 
+def test_seeds_together_stop_at_deadline_and_resume(usps_root, isolated_results, monkeypatch):
+    """A time-boxed group stops at an epoch end with a checkpoint and resumes to the same records."""
+    import time
+
+    from vitsom.multiseed import train_together
+    cfgs = [make_config("usps-clustering", "smoke", s, TINY) for s in (0, 1)]
+    cut = train_together(cfgs, data_root=usps_root, device="cpu", progress=False, deadline=time.time() - 1,
+                         log=lambda s: None)
+    assert all(r.get("interrupted") for r in cut) and cut[0]["step"] == 8      # 256 images / 32 = 8 steps
+    assert Path(cut[0]["checkpoint"]).exists()
+    resumed = train_together(cfgs, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    assert not Path(cut[0]["checkpoint"]).exists()
+    monkeypatch.setenv("VITSOM_RESULTS", str(isolated_results / "straight"))
+    straight = train_together(cfgs, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    for a, b in zip(resumed, straight):
+        assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-6)
+        assert a["metrics"]["purity"] == b["metrics"]["purity"]
+
+
 def test_seeds_together_rejects_different_shapes():
     from vitsom.multiseed import train_together
     a = make_config("usps-clustering", "smoke", 0, TINY)

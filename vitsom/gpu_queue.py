@@ -127,7 +127,11 @@ def main(argv=None) -> int:
         solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
         group = [c for c in todo if c.seed not in it.snapshot_seeds]
         if together and len(group) > 1:
-            train_together(group, data_root=args.data, device=args.device, progress=False)
+            recs = train_together(group, data_root=args.data, device=args.device, progress=False, deadline=deadline)
+            if any(r.get("interrupted") for r in recs):
+                print(f"[queue] budget reached: {it.preset} seeds {[c.seed for c in group]} checkpointed "
+                      f"at step {recs[0]['step']}")
+                break
             group = []
         for c in solo + group:
             if time.time() > deadline:

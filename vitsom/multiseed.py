@@ -59,10 +59,14 @@ class _Member(nn.Module):
 
 
 def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, device=None, force: bool = False,
-                   progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+                   progress: bool = True, deadline: float | None = None,
+                   log: Callable[[str], None] = print) -> list[dict]:
     """Train configs that differ only in seed (and/or γ, T, warm-up) together; one record each.
 
-    Members whose record already exists are skipped (unless ``force``)."""
+    Members whose record already exists are skipped (unless ``force``). With ``deadline`` (a
+    ``time.time()`` value) training stops at the first epoch end past it, leaving the group's
+    checkpoint; the return value is then one ``{"interrupted": True, "step": …}`` dict per member,
+    and a later call with the same configs resumes there."""
     for c in cfgs:
         c.validate()
     todo = [c for c in cfgs if force or not record_path(c, results).exists()]
@@ -149,6 +153,13 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
                                "lr": opt.param_groups[0]["lr"]})
         atomic_torch_save({"params": {n: params[n].detach() for n in names}, "optimizer": opt.state_dict(),
                            "step": step, "history": history, "train_time_s": train_time}, ckpt_path)
+        if deadline is not None and time.time() > deadline and epoch + 1 < todo[0].train.epochs:
+            if bar is not None:
+                bar.close()
+            log(f"[vitsom] deadline: {S} members of {todo[0].preset} checkpointed after epoch {epoch} "
+                f"(step {step} of {total_steps}) in {ckpt_path}")
+            return [{"interrupted": True, "key": c.key(), "seed": c.seed, "step": step,
+                     "checkpoint": str(ckpt_path)} for c in todo]
     if bar is not None:
         bar.close()
 
