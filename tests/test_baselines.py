@@ -169,3 +169,35 @@ def test_resnet34_trains_end_to_end_on_mnist(mnist_root, isolated_results):
     assert 0.0 <= rec["metrics"]["top1"] <= 1.0 and "purity" not in rec["metrics"]
     assert rec["params"]["som"] == 0 and rec["params"]["head"] == 5130
     assert all(h["som_loss"] == 0.0 and h["task_loss"] > 0 for h in rec["history"])
+
+
+def test_vit_som_8x8_learns_and_scores_held_out(usps_root, isolated_results):
+    """The equal-clusters row (8×8 map) under the held-out protocol: fit on USPS train only, label
+    the units there, score the test split."""
+    cfg, before, rec = _untrained_and_trained(
+        "usps-clustering-8x8", usps_root,
+        ["split=train", "train.max_train_samples=2000", "train.batch_size=64", "train.epochs=5",
+         "train.warmup_epochs=1", "som.t_max=3.0", "som.t_min=0.05", "train.lr=0.02", "train.checkpoint_every=0"])
+    m, test = rec["metrics"], rec["eval"]["test"]
+    assert rec["config"]["som"]["height"] == rec["config"]["som"]["width"] == 8 and m["units_used"] <= 64
+    assert m["purity"] > before["purity"] + 0.25, (before, m)
+    # units labelled from the 2,000 training images, scored on 500 test images nobody trained on
+    assert test["n"] == 500 and test["heldout_purity"] > 0.45, test
+    assert "kmeans_acc" in m and "nmi" in m
+
+
+def test_vit_cls_and_vit_som_cls_learn_on_mnist(mnist_root, isolated_results):
+    """The small-data pair: ViT-cls is the same model and recipe with γ = 0. A short run (93 steps,
+    1,000 images, an 8×8 map to keep it cheap, lr raised) must beat chance (≈ 0.10 here) for both."""
+    recs = {}
+    for gamma in (0.0, 0.05):
+        cfg = C.make_config("mnist-classification", "smoke", 0, [
+            f"som.gamma={gamma}", "train.lr=0.01", "som.height=8", "som.width=8", "train.max_train_samples=1000",
+            "train.batch_size=32", "train.epochs=3", "train.checkpoint_every=0"])
+        recs[gamma] = train(cfg, data_root=mnist_root, device="cpu", progress=False, log=lambda s: None)
+    for gamma, rec in recs.items():
+        assert rec["task"] == "classification" and rec["steps"] == 3 * (1000 // 32)
+        assert rec["metrics"]["top1"] > 0.18, (gamma, rec["metrics"])
+        assert rec["eval"]["val"]["n"] == 250 and rec["eval"]["test"]["n"] == 500
+    assert all(h["gamma"] == 0.0 for h in recs[0.0]["history"])
+    assert recs[0.05]["history"][-1]["gamma"] > 0 and recs[0.05]["history"][-1]["som_loss"] > 0
