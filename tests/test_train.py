@@ -34,6 +34,8 @@ def test_training_raises_purity_and_is_deterministic(usps_root, isolated_results
     on_disk = json.loads(path.read_text())
     for field in ("config", "seed", "git", "device", "profile", "wall_time_s", "peak_memory", "metrics"):
         assert field in on_disk
+    sg = on_disk["diagnostics"]["som_gradient"]          # how hard the SOM pulled on the encoder at the end
+    assert sg["ratio"] > 0 and sg["task_grad_norm"] > 0 and sg["batch"] == 64, sg
     # same seed → identical metrics (forced rerun)
     again = train(short_cfg(), data_root=usps_root, device="cpu", progress=False, force=True, log=lambda s: None)
     assert again["metrics"] == rec["metrics"]

@@ -1,4 +1,5 @@
-"""Command line: ``python -m vitsom train --preset NAME [--profile P] [--seed S] [--set k=v …]``."""
+"""Command line: ``python -m vitsom train --preset NAME [--profile P] [--seed S] [--set k=v …]``,
+``presets``, ``show --preset NAME`` and ``diagnose RECORD.json …``."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     sh.add_argument("--preset", required=True)
     sh.add_argument("--profile", default="paper", choices=list(PROFILES))
     sh.add_argument("--set", dest="overrides", action="append", default=[])
+    dg = sub.add_parser("diagnose", help="add the SOM gradient-share diagnostic to existing run records "
+                                         "(needs their weights in runs/<key>/model.pt)")
+    dg.add_argument("records", nargs="+", help="record JSON files, e.g. results/quick/*/KEY.json")
+    dg.add_argument("--data", default=None)
     args = ap.parse_args(argv)
 
     try:
@@ -42,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "show":
             print(json.dumps(make_config(args.preset, args.profile, 0, args.overrides).to_dict(), indent=1))
+            return 0
+        if args.cmd == "diagnose":
+            from .diagnostics import add_diagnostics
+            for f in args.records:
+                sg = add_diagnostics(f, data_root=args.data).get("diagnostics", {}).get("som_gradient")
+                print(f"{f}: " + (json.dumps({k: sg[k] for k in ("ratio", "cosine", "gamma_t")}) if sg and "ratio" in sg
+                                  else json.dumps(sg) if sg else "no SOM term (γ = 0 or not a ViT-SOM): nothing to measure"))
             return 0
         from .train import train
         cfgs = [make_config(args.preset, args.profile, seed, args.overrides) for seed in args.seed]

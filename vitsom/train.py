@@ -568,6 +568,8 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
     for r in eval_res.values():
         r.pop("_bmu", None)
     main = eval_res[cfg.split] if cfg.task == "clustering" else eval_res["test"]
+    from .diagnostics import run_diagnostics
+    diagnostics = run_diagnostics(model, cfg, data.train, dev, norm, total_steps)
     rec = {
         "schema": SCHEMA, "key": key, "preset": cfg.preset, "profile": cfg.profile, "seed": cfg.seed,
         "task": cfg.task, "dataset": cfg.dataset, "config": cfg.to_dict(),
@@ -578,7 +580,7 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
         "wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
         "train_samples_per_s": round(total_steps * batch_size / max(train_time, 1e-9), 1),
         "inference_time_s": round(main["eval_time_s"], 3), "peak_memory": _peak_memory(dev, rss_window),
-        "created": now_iso(), **(extra or {}),
+        "diagnostics": diagnostics, "created": now_iso(), **(extra or {}),
     }
     out_path = record_path(cfg, results)
     atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict()}, run_dir / "model.pt")
