@@ -65,7 +65,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def git_commit() -> dict[str, Any]:
-    """Current commit and whether the working tree had uncommitted changes (None outside git)."""
+    """The commit of the code this process loaded, and whether the working tree had uncommitted
+    changes then (None outside git). Read once, when vitsom was imported: a run that lasts hours
+    records the code it ran, not a commit made while it was running."""
+    return dict(_GIT_AT_IMPORT)
+
+
+def _read_git() -> dict[str, Any]:
     def run(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -126,3 +132,6 @@ def iter_records(results: str | os.PathLike | None = None, profile: str | None =
             continue
         rec["_path"] = str(p)
         yield rec
+
+
+_GIT_AT_IMPORT = _read_git()
