@@ -63,6 +63,9 @@ VIT_SOM_40, VIT_SOM_24, VIT_SOM_8 = "ViT-SOM (40×40)", "ViT-SOM (24×24)", "ViT
 HELDOUT = "ViT-SOM (40×40), held-out protocol"
 DESOM, RAW_SOM = "DESOM", "SOM (24×24)"
 VIT_SOM_CLS, VIT_CLS, RESNET = "ViT-SOM-cls", "ViT-cls", "ResNet34"
+# The authors' code averages L_som over the K units as well as the batch, so its SOM term is K times
+# smaller than the paper's printed 1/N ΣΣ; this row scales γ by K to test the printed formula.
+VIT_SOM_CLS_K = "ViT-SOM-cls, γ×K (printed L_som)"
 
 
 # ----------------------------------------------------------------------------- runs
@@ -247,6 +250,11 @@ def small_data_runs(plan: Plan) -> list[Run]:
                            factors=(("label_fraction", f),))
             out += _seeded(plan, f"{ds}-classification", (*lf, "som.gamma=0"), model=VIT_CLS, dataset=ds,
                            factors=(("label_fraction", f),))
+            if not plan.smoke:
+                from .config import make_config
+                som = make_config(f"{ds}-classification", plan.profile).som
+                out += _seeded(plan, f"{ds}-classification", (*lf, f"som.gamma={som.gamma * som.height * som.width:g}"),
+                               model=VIT_SOM_CLS_K, dataset=ds, factors=(("label_fraction", f),))
             if plan.profile == "paper":
                 out += _seeded(plan, f"resnet34-{ds}", lf, model=RESNET, dataset=ds, factors=(("label_fraction", f),))
     return out
@@ -378,6 +386,9 @@ def record_row(rec: dict) -> dict[str, Any]:
     hist = rec.get("history") or []
     if hist:
         row["final_task_loss"] = hist[-1].get("task_loss")
+    sg = rec.get("diagnostics", {}).get("som_gradient", {})
+    if "ratio" in sg:
+        row["som_grad_ratio"] = sg["ratio"]          # |∇_enc γ·L_som| / |∇_enc L_task| at the end
     return row
 
 
