@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 PROFILE ?= smoke
 SEEDS ?=
 DATASETS ?=
+# Results folder (default: ./results). A fresh folder makes `reproduce` retrain what is committed.
+RESULTS ?=
 # Where the datasets are (or will be downloaded to). Override: make reproduce VITSOM_DATA=/path
 VITSOM_DATA ?= $(CURDIR)/data
 export VITSOM_DATA
@@ -15,7 +17,7 @@ export VITSOM_DATA
 .PHONY: install test reproduce notebooks book clean bench help
 
 help:
-	@echo "make install | test | reproduce [PROFILE=smoke|quick|paper SEEDS='0 1' DATASETS='usps mnist'] | book | bench | clean"
+	@echo "make install | test | reproduce [PROFILE=smoke|quick|paper SEEDS='0 1' DATASETS='usps mnist' RESULTS=dir] | book | bench | clean"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +33,13 @@ test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 reproduce: install
-	$(PY) -m vitsom.pipeline --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DATASETS),--datasets $(DATASETS))
+	$(PY) -m vitsom.pipeline --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DATASETS),--datasets $(DATASETS)) $(if $(RESULTS),--results $(RESULTS))
 
 book: install
-	$(PY) -m vitsom.pipeline --profile $(PROFILE) --book-only
+	$(PY) -m vitsom.pipeline --profile $(PROFILE) --book-only $(if $(RESULTS),--results $(RESULTS))
 
 bench: install
 	$(PY) benchmarks/bench_train.py
 
 clean:
-	rm -rf book/_build book/executed runs results/smoke results/quick .pytest_cache
+	rm -rf book/_build book/executed runs results/smoke .pytest_cache
