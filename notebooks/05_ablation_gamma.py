@@ -24,6 +24,11 @@
 # (SOM loss averaged over units). The paper reports no numbers for this ablation. In the smoke
 # profile only γ ∈ {0, 0.005} runs (0.005 with and without warm-up), on USPS with the 8×8 map; in
 # the quick profile the full sweep runs on USPS only.
+#
+# "SOM pull on encoder" is |∇γ_t·L_som| / |∇L1| over the encoder's parameters at the end of training
+# (`vitsom.diagnostics`). Adam rescales each parameter's gradient by its own running size, so the
+# prototypes, which only the SOM term reaches, learn at nearly the same pace for any γ > 0. γ works
+# mainly through this ratio: how much the SOM bends the autoencoder's features.
 
 # %% tags=["hide-input"]
 # Setup. Locally: make the repository importable. On Colab: clone the repository, install it
@@ -72,12 +77,17 @@ plan, outcomes, df, PROV = E.run_page("05_ablation_gamma", profile, seeds, datas
 
 # %% tags=["hide-input"]
 METRICS = [("purity", "purity"), ("nmi", "NMI"), ("recon_l1", "recon L1 (eval)"), ("final_task_loss", "last-epoch L1"),
-           ("topographic_error", "TE"), ("units_used", "units used")]
+           ("topographic_error", "TE"), ("units_used", "units used"),
+           ("som_grad_ratio", "SOM pull on encoder")]
 rows = []
 for (ds, g_, warm), g in (df.groupby(["dataset", "gamma", "warmup"], sort=False) if not df.empty else []):
     row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "yes" if warm else "no",
            "status": ", ".join(sorted(set(g["status"])))}
     for col, lab in METRICS:
+        if col == "som_grad_ratio":      # |∇γ·L_som| / |∇L1| on the encoder at the end (vitsom.diagnostics)
+            v = g[col].dropna() if col in g.columns else g.iloc[:0, 0]
+            row[lab] = f"{v.mean():.1e}" if len(v) else "—"
+            continue
         row[lab] = E.fmt(*E.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 4) \
             if col in g.columns else "—"
     rows.append(row)
