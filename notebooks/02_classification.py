@@ -134,13 +134,13 @@ for (ds, frac), g in (small.groupby(["dataset", "label_fraction"]) if not small.
            "labelled training images": int(g["train_samples"].iloc[0]),
            "epochs (steps)": f"{int(g['epochs'].iloc[0])} ({int(g['steps'].iloc[0])})",
            "ViT-SOM-cls top-1": E.fmt(*E.mean_std(a.tolist())), "ViT-cls top-1": E.fmt(*E.mean_std(b.tolist())),
-           "difference (paired)": E.fmt(m, s, n)}
+           "difference (paired)": E.fmt(m, s, n, digits=4)}
     k = g[g["model"] == E.VIT_SOM_CLS_K].set_index("seed")["top1"]
     if len(k):
         pk = (k - b).dropna()
         row["γ×K top-1"] = E.fmt(*E.mean_std(k.tolist()))
         mk, sk, nk = E.mean_std(pk.tolist())
-        row["γ×K difference (paired)"] = E.fmt(mk, sk, nk)
+        row["γ×K difference (paired)"] = E.fmt(mk, sk, nk, digits=4)
         if nk:
             diffs.append((frac, mk, sk, E.DATASET_NAMES[ds] + ", γ×K"))
     if "som_grad_ratio" in g.columns and g["som_grad_ratio"].notna().any():
