@@ -159,16 +159,40 @@ def test_bad_baseline_configs_are_clear_errors():
         build_model(C.make_config("desom-usps", overrides=["model.num_classes=10"]))
 
 
-def test_resnet34_trains_end_to_end_on_mnist(mnist_root, isolated_results):
-    # two steps on 32 images: checks the classification path (normalised input, BatchNorm,
-    # label-smoothed CE, eval mode, top-1 on val/test), not accuracy
-    cfg = C.make_config("resnet34-mnist", "smoke", 0, ["train.max_train_samples=32", "train.batch_size=16",
-                                                       "train.epochs=1", "train.checkpoint_every=0"])
+def test_resnet34_learns_on_mnist(mnist_root, isolated_results):
+    """32 steps on 512 MNIST images through the real classification path (normalised input,
+    BatchNorm, label-smoothed CE, eval mode, top-1 on val/test)."""
+    from vitsom.train import input_norm, load_trained
+    cfg = C.make_config("resnet34-mnist", "smoke", 0, ["train.max_train_samples=512", "train.batch_size=32",
+                                                       "train.epochs=2", "train.warmup_epochs=0", "train.lr=0.004",
+                                                       "train.checkpoint_every=0"])
     rec = train(cfg, data_root=mnist_root, device="cpu", progress=False, log=lambda s: None)
-    assert rec["steps"] == 2 and rec["task"] == "classification"
+    assert rec["steps"] == 32 and rec["task"] == "classification"
     assert 0.0 <= rec["metrics"]["top1"] <= 1.0 and "purity" not in rec["metrics"]
     assert rec["params"]["som"] == 0 and rec["params"]["head"] == 5130
-    assert all(h["som_loss"] == 0.0 and h["task_loss"] > 0 for h in rec["history"])
+    h = rec["history"]
+    assert all(e["som_loss"] == 0.0 for e in h)
+    # chance with label smoothing 0.1 is ln 10 ≈ 2.30; measured 1.59 → 0.78
+    assert h[-1]["task_loss"] < 0.65 * h[0]["task_loss"], h
+    # After 32 fast steps the BatchNorm running statistics lag the weights, so the record's eval-mode
+    # top-1 is still near chance (measured 0.10), as in the first epoch of any ResNet run. The
+    # weights themselves generalise: with the statistics recomputed on training images (same
+    # weights, no gradient) the held-out top-1 is about 0.9.
+    model, _ = load_trained(rec)
+    data = load_task_data(cfg, mnist_root)
+    mean, std = input_norm(cfg, torch.device("cpu"))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                       # cumulative average over the passes below
+    model.train()
+    with torch.no_grad():
+        for i in range(0, 512, 128):
+            model((data.train.float_batch(slice(i, i + 128)) - mean) / std)
+        model.eval()
+        test = data.eval_sets["test"]
+        pred = model((test.float_batch(slice(0, 256)) - mean) / std).logits.argmax(1)
+    assert (pred == test.labels[:256]).float().mean().item() > 0.5
 
 
 def test_vit_som_8x8_learns_and_scores_held_out(usps_root, isolated_results):
