@@ -127,9 +127,33 @@ def test_resnet34_forward(shape, preset, classes):
     assert sum(p.numel() for p in groups[2]["params"]) == 512 * classes + classes
 
 
+def test_resnet34_stem_follows_image_size():
+    """Flowers17 (224×224) keeps the ImageNet stem and reaches the last stage at 7×7; Tiny-ImageNet
+    (64×64) gets the small-image stem and reaches it at 8×8 (a 224 input through the small stem
+    would cost 16× the FLOPs)."""
+    big = build_model(C.make_config("resnet34-flowers17"))
+    assert big.imagenet_stem and big.backbone.conv1.stride == (2, 2)
+    assert isinstance(big.backbone.maxpool, torch.nn.MaxPool2d)
+    small = build_model(C.make_config("resnet34-tinyimagenet"))
+    assert not small.imagenet_stem and small.backbone.conv1.stride == (1, 1)
+    feats = {}
+    for name, m, size in (("big", big, 224), ("small", small, 64)):
+        m.backbone.layer4.register_forward_hook(lambda mod, i, o, name=name: feats.__setitem__(name, o.shape[-2:]))
+        with torch.no_grad():
+            out = m.eval()(torch.randn(1, 3, size, size))
+        assert out.logits.shape == (1, 17 if name == "big" else 200)
+    assert feats == {"big": (7, 7), "small": (8, 8)}
+    # a one-channel large image gets a one-channel 7×7 stem
+    g = ResNet34Classifier(in_chans=1, num_classes=5, img_size=224)
+    assert g.backbone.conv1.in_channels == 1 and g.backbone.conv1.kernel_size == (7, 7)
+    with pytest.raises(ValueError, match="at least 8×8"):
+        ResNet34Classifier(3, 10, img_size=4)
+
+
 def test_baseline_presets():
     names = [f"desom-{d}" for d in ("mnist", "fmnist", "usps")] + [f"som-{d}" for d in ("mnist", "fmnist", "usps")] \
-        + [f"resnet34-{d}" for d in ("mnist", "fmnist", "cifar10", "cifar100", "svhn", "pathmnist")]
+        + [f"resnet34-{d}" for d in ("mnist", "fmnist", "cifar10", "cifar100", "flowers17", "svhn",
+                                     "tinyimagenet", "pathmnist")]
     for name in names:
         cfg = C.make_config(name)
         assert cfg.preset == name and cfg.model.arch == name.split("-")[0]
@@ -146,6 +170,9 @@ def test_baseline_presets():
     r = C.make_config("resnet34-cifar10")
     assert r.task == "classification" and r.train == C.make_config("cifar10-classification").train
     assert C.make_config("resnet34-svhn").train == C.make_config("svhn-classification").train
+    for ds, classes in (("flowers17", 17), ("tinyimagenet", 200)):
+        r, v = C.make_config(f"resnet34-{ds}"), C.make_config(f"{ds}-classification")
+        assert r.train == v.train and (r.model.img_size, r.model.num_classes) == (v.model.img_size, classes)
     # the new presets leave the existing ones alone
     assert C.make_config("usps-clustering").model.arch == "vit"
 

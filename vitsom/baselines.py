@@ -17,7 +17,7 @@ Select one with ``cfg.model.arch``:
   constant); loss L1(recon, x) + γ·L_som on images in [0, 1]. Adam, lr 1e-3, no schedule.
 * ``"som"``    the raw-pixel SOM (the "SOM (24×24)" row): a :class:`SOMLayer` on the flattened
   pixels, nothing else. See :class:`PixelSOM` for the recipe and why.
-* ``"resnet34"`` torchvision's ResNet34 from scratch, adapted to small images (see
+* ``"resnet34"`` torchvision's ResNet34 from scratch, its stem sized to the images (see
   :class:`ResNet34Classifier`). No SOM.
 """
 from __future__ import annotations
@@ -32,6 +32,8 @@ from .som import SOMLayer
 from .vit import ViTSOMOutput
 
 ARCHS = ("desom", "som", "resnet34")
+# ResNet34 keeps torchvision's ImageNet stem (7×7 stride 2 + max-pool) from this image size up.
+IMAGENET_STEM_MIN_SIZE = 128
 DESOM_HIDDEN = (500, 500, 2000, 10)
 
 
@@ -120,26 +122,37 @@ class PixelSOM(nn.Module):
 
 
 class ResNet34Classifier(nn.Module):
-    """torchvision ``resnet34(weights=None)`` trained from scratch, adapted to small images.
+    """torchvision ``resnet34(weights=None)`` trained from scratch, with a stem sized to the images.
 
-    Adaptation (the usual CIFAR-style one): the stem's 7×7 stride-2 convolution becomes a 3×3
-    stride-1 padding-1 convolution taking ``in_chans`` channels, and the stem's max-pool is
-    removed, so a 32×32 input reaches the last stage at 4×4 (28×28 → 4×4 too, with the stride-2
-    stages rounding up) instead of 1×1. The new stem conv gets torchvision's own init (Kaiming
-    normal, fan-out, ReLU). Everything else is torchvision's ResNet34 (BasicBlocks [3, 4, 6, 3],
-    BatchNorm, global average pooling). The final linear layer is stored as ``head`` (same shape and
-    default init as torchvision's ``fc``) so that the trainer treats it as it treats ViT-SOM's head.
-    ``z`` is the 512-d pooled feature. ≈ 21.3M parameters for 10 classes (the paper lists 21.8M)."""
+    Images smaller than :data:`IMAGENET_STEM_MIN_SIZE` (MNIST, CIFAR, SVHN, PathMNIST, Tiny-ImageNet)
+    get the usual CIFAR-style stem: the 7×7 stride-2 convolution becomes a 3×3 stride-1 padding-1
+    convolution taking ``in_chans`` channels, and the max-pool is removed, so a 32×32 input reaches
+    the last stage at 4×4 (28×28 → 4×4 too, 64×64 → 8×8) instead of 1×1. The new stem conv gets
+    torchvision's own init (Kaiming normal, fan-out, ReLU). Larger images (Flowers17 at 224×224)
+    keep torchvision's ImageNet stem (7×7 stride 2 and max-pool, 224 → 7×7 at the last stage); only
+    its input channels follow ``in_chans``. Everything else is torchvision's ResNet34 (BasicBlocks
+    [3, 4, 6, 3], BatchNorm, global average pooling). The final linear layer is stored as ``head``
+    (same shape and default init as torchvision's ``fc``) so that the trainer treats it as it
+    treats ViT-SOM's head. ``z`` is the 512-d pooled feature. ≈ 21.3M parameters for 10 classes
+    (the paper lists 21.8M)."""
 
-    def __init__(self, in_chans: int = 3, num_classes: int = 10) -> None:
+    def __init__(self, in_chans: int = 3, num_classes: int = 10, img_size: int = 32) -> None:
         super().__init__()
         from torchvision.models import resnet34
         if num_classes < 1:
             raise ValueError(f"ResNet34 is a classifier: num_classes must be ≥ 1, got {num_classes}")
+        if img_size < 8:
+            raise ValueError(f"ResNet34 needs images of at least 8×8 pixels, got img_size={img_size}")
         net = resnet34(weights=None, num_classes=num_classes)
-        net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        net.maxpool = nn.Identity()
+        self.imagenet_stem = img_size >= IMAGENET_STEM_MIN_SIZE
+        if self.imagenet_stem:
+            if in_chans != 3:
+                net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+                nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+            net.maxpool = nn.Identity()
         self.head = net.fc
         net.fc = nn.Identity()
         self.backbone = net
@@ -166,5 +179,5 @@ def build_baseline(cfg: RunConfig) -> nn.Module:
     if arch == "resnet34":
         if s.height * s.width or s.gamma:
             raise ValueError("the ResNet34 baseline has no SOM: set som.height=som.width=0 and som.gamma=0")
-        return ResNet34Classifier(m.in_chans, m.num_classes)
+        return ResNet34Classifier(m.in_chans, m.num_classes, m.img_size)
     raise ValueError(f"unknown model.arch {m.arch!r}; choose vit or one of {', '.join(ARCHS)}")

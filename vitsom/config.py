@@ -215,7 +215,8 @@ def _build_presets() -> dict[str, RunConfig]:
         p[f"som-{ds}"] = _raw_som(f"som-{ds}", ds, img)
     for ds, recipe in (("mnist", "mnist-classification"), ("fmnist", "fmnist-classification"),
                        ("cifar10", "cifar10-classification"), ("cifar100", "cifar100-classification"),
-                       ("svhn", "svhn-classification"), ("pathmnist", "pathmnist-classification")):
+                       ("flowers17", "flowers17-classification"), ("svhn", "svhn-classification"),
+                       ("tinyimagenet", "tinyimagenet-classification"), ("pathmnist", "pathmnist-classification")):
         p[f"resnet34-{ds}"] = _resnet34(f"resnet34-{ds}", p[recipe])
     return p
 

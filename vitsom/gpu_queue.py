@@ -73,7 +73,7 @@ def pending(items: list[Item], profile: str, results=None) -> list[tuple[Item, l
     for it in items:
         try:
             cfgs = [make_config(it.preset, profile, s, list(it.overrides)) for s in it.seeds]
-        except ValueError as e:          # a preset another module has not added yet
+        except ValueError as e:          # a preset this checkout does not know
             print(f"skip {it.preset}: {str(e).split(';')[0]}")
             continue
         todo = [c for c in cfgs if not record_path(c, results).exists()]
