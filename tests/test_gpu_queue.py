@@ -1,6 +1,8 @@
 """The GPU work queue: priority order, skipping runs that have records, packing records."""
 import tarfile
 
+import pytest
+
 from vitsom import gpu_queue
 from vitsom.config import make_config
 from vitsom.records import atomic_write_json, record_path
@@ -25,3 +27,52 @@ def test_pending_skips_recorded_runs_and_packs_them(isolated_results, tmp_path):
     assert n == 1
     with tarfile.open(tmp_path / "r.tar.gz") as tar:
         assert f"results/paper/usps-clustering/{done.key()}.json" in tar.getnames()
+
+
+def test_cannot_finish_projects_from_the_last_epoch():
+    from vitsom.train import cannot_finish
+    now = 1000.0
+    # 10 s/epoch, 9 epochs left (+1 for evaluation) × 1.05 = 105 s needed
+    assert cannot_finish(10.0, 9, 2, deadline=now + 100, now=now) == pytest.approx(105.0)
+    assert cannot_finish(10.0, 9, 2, deadline=now + 110, now=now) is None
+    assert cannot_finish(10.0, 9, 1, deadline=now + 1, now=now) is None      # first epoch: start-up costs
+    assert cannot_finish(10.0, 0, 5, deadline=now + 1, now=now) is None      # nothing left to train
+    assert cannot_finish(10.0, 9, 2, deadline=None, now=now) is None
+
+
+TINY = ["train.max_train_samples=128", "train.batch_size=32", "som.height=4", "som.width=4",
+        "train.warmup_epochs=0", "train.checkpoint_every=0"]
+
+
+def test_unfinishable_run_gives_up_early(usps_root, isolated_results):
+    """A run that cannot finish before the deadline stops after its second epoch (not at the
+    deadline) with a checkpoint; a run that fits finishes under the same rule."""
+    import time
+    from pathlib import Path
+
+    from vitsom.train import train
+    cfg = make_config("usps-clustering", "smoke", 0, TINY + ["train.epochs=3000"])
+    t0 = time.time()
+    cut = train(cfg, data_root=usps_root, device="cpu", progress=False, deadline=t0 + 120,
+                skip_unfinishable=True, log=lambda s: None)
+    assert cut["unfinishable"] and cut["step"] == 2 * 4 and cut["projected_s"] > 120 - (time.time() - t0)
+    assert Path(cut["checkpoint"]).exists() and time.time() - t0 < 60
+    short = make_config("usps-clustering", "smoke", 0, TINY + ["train.epochs=3"])
+    rec = train(short, data_root=usps_root, device="cpu", progress=False, deadline=time.time() + 120,
+                skip_unfinishable=True, log=lambda s: None)
+    assert not rec.get("interrupted") and rec["steps"] == 3 * 4
+
+
+def test_queue_moves_past_a_run_that_cannot_finish(usps_root, isolated_results, monkeypatch, capsys):
+    """The queue gives up on an item that cannot finish in the budget (together, then one seed)
+    and still trains the next item, which fits."""
+    long = gpu_queue.Item("usps-clustering", tuple(TINY + ["train.epochs=3000"]), (0, 1))
+    short = gpu_queue.Item("usps-clustering", tuple(TINY + ["train.epochs=2"]), (0,))
+    monkeypatch.setattr(gpu_queue, "priority_list", lambda: [long, short])
+    assert gpu_queue.main(["--budget-s", "150", "--profile", "smoke", "--device", "cpu",
+                           "--data", str(usps_root)]) == 0
+    out = capsys.readouterr().out
+    assert "trying one seed at a time" in out and "skipped usps-clustering" in out
+    assert all(not record_path(make_config("usps-clustering", "smoke", s, list(long.overrides))).exists()
+               for s in (0, 1))
+    assert record_path(make_config("usps-clustering", "smoke", 0, list(short.overrides))).exists()

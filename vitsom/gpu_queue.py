@@ -9,6 +9,12 @@ uninterrupted run. Records are packed into one archive for the trip back from th
     PYTHONPATH=. python3 -m vitsom.gpu_queue --budget-s 480 --pack $OUT/records.tar.gz [--dry-run]
 
 Seeds of one item are trained together (one vectorised model) when ``together`` is set.
+
+A checkpoint cannot travel back from the device machine (files return at 16 MiB at most; a 40×40
+MNIST checkpoint is about 60 MB a seed), so a run cut off at the end of a window is lost. The queue
+therefore gives up on a run as soon as its measured epoch time says it cannot finish in the time
+left, logs the projected time, and moves on to the next item, so that the window is spent on runs
+that finish (``--cut-off-runs`` restores the old behaviour: train to the budget and checkpoint).
 """
 from __future__ import annotations
 
@@ -105,7 +111,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="list what would run")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data", default=None)
+    ap.add_argument("--cut-off-runs", action="store_true",
+                    help="train a run that cannot finish up to the budget and checkpoint it, instead of "
+                         "giving up on it and moving on")
     args = ap.parse_args(argv)
+    skip = not args.cut_off_runs
     t0 = time.time()
     deadline = t0 + args.budget_s
     work = pending(priority_list(), args.profile)
@@ -127,18 +137,28 @@ def main(argv=None) -> int:
         solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
         group = [c for c in todo if c.seed not in it.snapshot_seeds]
         if together and len(group) > 1:
-            recs = train_together(group, data_root=args.data, device=args.device, progress=False, deadline=deadline)
-            if any(r.get("interrupted") for r in recs):
+            recs = train_together(group, data_root=args.data, device=args.device, progress=False, deadline=deadline,
+                                  skip_unfinishable=skip)
+            if recs[0].get("unfinishable"):
+                print(f"[queue] skipped {it.preset} {' '.join(it.overrides)} seeds {[c.seed for c in group]}: "
+                      f"{recs[0]['projected_s']:.0f}s more needed, {deadline - time.time():.0f}s left; "
+                      "trying one seed at a time")
+            elif any(r.get("interrupted") for r in recs):
                 print(f"[queue] budget reached: {it.preset} seeds {[c.seed for c in group]} checkpointed "
                       f"at step {recs[0]['step']}")
                 break
-            group = []
+            else:
+                group = []
         for c in solo + group:
             if time.time() > deadline:
                 break
             snaps = snapshot_epochs(c.train.epochs) if c.seed in it.snapshot_seeds else ()
             rec = train(c, data_root=args.data, device=args.device, progress=False, deadline=deadline,
-                        snapshot_epochs=snaps)
+                        snapshot_epochs=snaps, skip_unfinishable=skip)
+            if rec.get("unfinishable"):
+                print(f"[queue] skipped {c.preset} {' '.join(it.overrides)} seed {c.seed}: "
+                      f"{rec['projected_s']:.0f}s more needed, {deadline - time.time():.0f}s left")
+                break                        # the item's other seeds take as long: next item
             if rec.get("interrupted"):
                 print(f"[queue] budget reached: {c.preset} seed {c.seed} checkpointed at step {rec['step']}")
                 break

@@ -24,8 +24,8 @@ from torch.func import functional_call, stack_module_state
 
 from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
-from .train import (ArrayBatches, NonFiniteLossError, autocast_dtype, build_model, finish_run, input_norm,
-                    load_task_data, loss_terms, lr_factor, param_groups, reset_peak_rss, resolve_device)
+from .train import (ArrayBatches, NonFiniteLossError, autocast_dtype, build_model, cannot_finish, finish_run,
+                    input_norm, load_task_data, loss_terms, lr_factor, param_groups, reset_peak_rss, resolve_device)
 
 
 def _same_shapes(cfgs: list[RunConfig]) -> None:
@@ -59,14 +59,16 @@ class _Member(nn.Module):
 
 
 def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, device=None, force: bool = False,
-                   progress: bool = True, deadline: float | None = None,
+                   progress: bool = True, deadline: float | None = None, skip_unfinishable: bool = False,
                    log: Callable[[str], None] = print) -> list[dict]:
     """Train configs that differ only in seed (and/or γ, T, warm-up) together; one record each.
 
     Members whose record already exists are skipped (unless ``force``). With ``deadline`` (a
     ``time.time()`` value) training stops at the first epoch end past it, leaving the group's
     checkpoint; the return value is then one ``{"interrupted": True, "step": …}`` dict per member,
-    and a later call with the same configs resumes there."""
+    and a later call with the same configs resumes there. ``skip_unfinishable`` gives up earlier,
+    as soon as the measured epoch time says the group cannot finish before the deadline
+    (:func:`vitsom.train.cannot_finish`); the dicts then carry ``"unfinishable": True``."""
     for c in cfgs:
         c.validate()
     todo = [c for c in cfgs if force or not record_path(c, results).exists()]
@@ -153,6 +155,15 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
                                "lr": opt.param_groups[0]["lr"]})
         atomic_torch_save({"params": {n: params[n].detach() for n in names}, "optimizer": opt.state_dict(),
                            "step": step, "history": history, "train_time_s": train_time}, ckpt_path)
+        late = cannot_finish(time.perf_counter() - t0, t.epochs - epoch - 1, epoch + 1 - first_epoch, deadline) \
+            if skip_unfinishable else None
+        if late is not None:
+            if bar is not None:
+                bar.close()
+            log(f"[vitsom] {S} members of {todo[0].preset}: {late:.0f}s more needed, more than the time left; "
+                f"given up after epoch {epoch} (checkpoint {ckpt_path})")
+            return [{"interrupted": True, "unfinishable": True, "projected_s": late, "key": c.key(), "seed": c.seed,
+                     "step": step, "checkpoint": str(ckpt_path)} for c in todo]
         if deadline is not None and time.time() > deadline and epoch + 1 < todo[0].train.epochs:
             if bar is not None:
                 bar.close()

@@ -414,15 +414,17 @@ def _peak_memory(device: torch.device, rss_window: bool) -> dict[str, float | st
 def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: bool = False,
           progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
           stop_after_steps: int | None = None, deadline: float | None = None,
-          log: Callable[[str], None] = print) -> dict:
+          skip_unfinishable: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train one configuration and return its run record (also written to ``results/``).
 
     An existing record for the same config key is returned as is unless ``force``. A checkpoint
     under ``runs/<key>/`` is resumed automatically. ``stop_after_steps`` stops (after saving a
     checkpoint) once that many global steps are done: used to test resume, and by time-budgeted
     GPU scripts; ``deadline`` (a ``time.time()`` value) does the same when the clock passes it.
-    ``snapshot_epochs`` keeps the weights after those epochs (0 = before training),
-    for the latent-progression figure."""
+    With ``skip_unfinishable`` as well, the run gives up early (checkpoint kept) once its
+    measured epoch time says it cannot finish before ``deadline`` (see :func:`cannot_finish`); the
+    record then says ``"unfinishable": True`` and the projected seconds. ``snapshot_epochs`` keeps
+    the weights after those epochs (0 = before training), for the latent-progression figure."""
     cfg.validate()
     out_path = record_path(cfg, results)
     if out_path.exists() and not force:
@@ -481,8 +483,10 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
                    dynamic_ncols=True, leave=False)
     model.train()
     s = cfg.som
+    epochs_here = 0
     while step < total_steps:
         epoch, start = divmod(step, steps_per_epoch)
+        t_whole_epoch = time.perf_counter()
         factor = lr_factor(epoch, cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.min_lr) \
             if cfg.train.schedule == "cosine" else 1.0
         for g in opt.param_groups:
@@ -530,12 +534,36 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         if epoch + 1 in snapshot_epochs:
             atomic_torch_save(model.state_dict(), run_dir / f"epoch_{epoch + 1}.pt")
         save_checkpoint()
+        epochs_here += 1
+        late = cannot_finish(time.perf_counter() - t_whole_epoch, cfg.train.epochs - epoch - 1, epochs_here,
+                             deadline) if skip_unfinishable else None
+        if late is not None:
+            if bar is not None:
+                bar.close()
+            log(f"[vitsom] {cfg.preset} seed {cfg.seed}: {late:.0f}s more needed, more than the time left; "
+                f"given up at step {step} (checkpoint {ckpt_path})")
+            return {"interrupted": True, "unfinishable": True, "projected_s": late, "step": step,
+                    "checkpoint": str(ckpt_path)}
     if bar is not None:
         bar.close()
 
     return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
                       batch_size=batches.batch_size, train_time=train_time, t_start=t_start,
                       results=results, log=log, rss_window=rss_window)
+
+
+def cannot_finish(epoch_s: float, epochs_left: int, epochs_timed: int, deadline: float | None,
+                  now: float | None = None) -> float | None:
+    """The seconds a run still needs, if that is more than is left before ``deadline``; else None.
+
+    The projection is the last epoch's wall time × (epochs left + 1 for the final evaluation) ×
+    1.05. It is made only from the second epoch timed in this process on, because the first one
+    carries start-up costs (data transfer, ``torch.compile``) that do not recur."""
+    if deadline is None or epochs_timed < 2 or epochs_left <= 0:
+        return None
+    need = epoch_s * (epochs_left + 1) * 1.05
+    left = deadline - (time.time() if now is None else now)
+    return need if need > left else None
 
 
 def input_norm(cfg: RunConfig, device: torch.device):
