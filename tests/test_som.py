@@ -57,6 +57,14 @@ def test_manhattan_is_chunked_and_exact():
     z, w = torch.randn(16, 50, generator=g), torch.randn(37, 50, generator=g)
     small_chunks = som.manhattan_distance(z, w, max_chunk_bytes=16 * 50 * 4 * 3)  # 3 units per chunk
     torch.testing.assert_close(small_chunks, torch.cdist(z, w, p=1), atol=1e-4, rtol=1e-5)
+    # the chunked backward equals autograd through the written-out |z − w| sum
+    z, w = z.double().requires_grad_(), w.double().requires_grad_()
+    up = torch.randn(16, 37, generator=g, dtype=torch.float64)
+    (som.manhattan_distance(z, w, max_chunk_bytes=16 * 50 * 8 * 4) * up).sum().backward()   # 4 units per chunk
+    z2, w2 = z.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    ((z2[:, None] - w2[None]).abs().sum(-1) * up).sum().backward()
+    torch.testing.assert_close(z.grad, z2.grad)
+    torch.testing.assert_close(w.grad, w2.grad)
 
 
 def test_manhattan_memory_is_bounded_at_paper_size():

@@ -73,7 +73,7 @@ class _ManhattanChunked(torch.autograd.Function):
         ctx.chunk = chunk
         out = z.new_empty(z.shape[0], w.shape[0])
         for s in range(0, w.shape[0], chunk):
-            out[:, s:s + chunk] = (z[:, None, :] - w[None, s:s + chunk, :]).abs().sum(-1)
+            out[:, s:s + chunk] = (z[:, None, :] - w[None, s:s + chunk, :]).abs_().sum(-1)
         return out
 
     @staticmethod
@@ -82,17 +82,22 @@ class _ManhattanChunked(torch.autograd.Function):
         gz = torch.zeros_like(z) if ctx.needs_input_grad[0] else None
         gw = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
         for s in range(0, w.shape[0], ctx.chunk):
-            sign = (z[:, None, :] - w[None, s:s + ctx.chunk, :]).sign()      # (B, k, D)
-            g = grad[:, s:s + ctx.chunk, None]                                 # (B, k, 1)
+            gs = (z[:, None, :] - w[None, s:s + ctx.chunk, :]).sign_()         # (B, k, D)
+            gs.mul_(grad[:, s:s + ctx.chunk, None])                            # g_bk · sign
             if gz is not None:
-                gz += (g * sign).sum(1)
+                gz += gs.sum(1)
             if gw is not None:
-                gw[s:s + ctx.chunk] = -(g * sign).sum(0)
+                gw[s:s + ctx.chunk] = -gs.sum(0)
         return gz, gw, None
 
 
-def manhattan_distance(z: torch.Tensor, w: torch.Tensor, max_chunk_bytes: int = 256 * 2**20) -> torch.Tensor:
-    """``‖z_b − w_k‖₁`` for all pairs, exact, chunked over prototypes (≤ ``max_chunk_bytes`` each)."""
+def manhattan_distance(z: torch.Tensor, w: torch.Tensor, max_chunk_bytes: int | None = None) -> torch.Tensor:
+    """``‖z_b − w_k‖₁`` for all pairs, exact, chunked over prototypes (≤ ``max_chunk_bytes`` each).
+
+    Default chunk: 4 MiB on the CPU, where a chunk that stays in cache makes the 3136-d 40×40
+    forward+backward about 10× faster than 256 MiB chunks; 256 MiB on a GPU (fewer kernel launches)."""
+    if max_chunk_bytes is None:
+        max_chunk_bytes = (4 if z.device.type == "cpu" else 256) * 2**20
     per_unit = max(1, z.shape[0] * z.shape[1] * z.element_size())
     chunk = max(1, min(w.shape[0], max_chunk_bytes // per_unit))
     return _ManhattanChunked.apply(z, w, chunk)
