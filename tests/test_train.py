@@ -6,7 +6,7 @@ import torch
 
 from vitsom import config as C
 from vitsom import data as vdata
-from vitsom.train import NonFiniteLossError, build_model, evaluate, load_task_data, lr_factor, train
+from vitsom.train import NonFiniteLossError, build_model, evaluate, load_task_data, lr_factor, make_optimizer, train
 
 # A short but real run: 2,000 USPS images, 5 epochs (155 steps), the paper's model with a 12×12 map,
 # T 4 → 0.05 and lr 0.02. With the full recipe's 40×40 map and T_max = 20 the map needs several
@@ -92,6 +92,7 @@ def test_missing_data_error_names_path(tmp_path, isolated_results):
     ("train.precision=fp8", "unknown precision"),
     ("som.nonsense=1", "unknown config key"),
     ("train.epochs=many", "expects a int"),
+    ("train.eps=0", "Adam's ε"),
 ])
 def test_bad_config_is_a_clear_error(override, match):
     with pytest.raises(ValueError, match=match):
@@ -134,6 +135,23 @@ def test_presets_cover_the_paper():
     assert smoke.som == m.som and smoke.model == m.model and smoke.train.epochs < m.train.epochs
     assert build_model(m).som.prototypes.shape == (1600, 3136)
     assert C.make_config("usps-clustering", seed=1).key() != C.make_config("usps-clustering", seed=2).key()
+
+
+def test_adam_eps_enters_the_key_only_off_its_default():
+    """train.eps was added after records existed: at its default the key is the old one (hashed
+    without the field), so those records keep their names; set off it, the key changes and the
+    optimiser gets it."""
+    import hashlib
+    cfg = C.make_config("usps-clustering", "quick", 0)
+    d = cfg.to_dict()
+    for k in ("compile", "checkpoint_every", "eps"):
+        d["train"].pop(k)
+    assert cfg.key() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    off = C.make_config("usps-clustering", "quick", 0, ["train.eps=1e-12"])
+    assert off.key() != cfg.key()
+    opt = make_optimizer(off, build_model(C.make_config("usps-clustering", "smoke", 0, ["train.eps=1e-12"])),
+                         torch.device("cpu"))
+    assert {g["eps"] for g in opt.param_groups} == {1e-12}
 
 
 def _write_fake_cifar10(root, n_train=200, n_test=60):

@@ -56,6 +56,7 @@ class TrainConfig:
     som_weight_decay: float = 0.01    # prototypes and head (AdamW's default in the reference)
     label_smoothing: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8                 # Adam(W)'s ε (PyTorch's default, as in the reference)
     optimizer: str = "adamw"          # "adamw" (ViT-SOM) or "adam" (DESOM)
     schedule: str = "cosine"          # per-epoch warm-up + cosine ("cosine") or none ("constant")
     lr_batch_scaling: bool = True     # effective lr = lr · batch_size / 256 (the ViT-SOM recipe)
@@ -101,6 +102,8 @@ class RunConfig:
             raise ValueError(f"epochs and batch_size must be ≥ 1, got {t.epochs} and {t.batch_size}")
         if t.lr <= 0:
             raise ValueError(f"lr must be positive, got {t.lr}")
+        if not t.eps > 0:
+            raise ValueError(f"train.eps (Adam's ε) must be positive, got {t.eps}")
         if not 0 < t.label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {t.label_fraction}")
         if t.optimizer not in ("adamw", "adam"):
@@ -125,11 +128,17 @@ class RunConfig:
         d = self.to_dict()
         for k in _NOT_IN_KEY:   # execution details that do not change the result
             d["train"].pop(k, None)
+        for section, k, default in _KEY_ONLY_OFF_DEFAULT:
+            if d[section].get(k) == default:
+                d[section].pop(k)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 _NOT_IN_KEY = ("compile", "checkpoint_every")
+# Fields added after records existed: they enter the key only when set off their default, so that
+# every earlier record keeps its name.
+_KEY_ONLY_OFF_DEFAULT = (("train", "eps", 1e-8),)
 
 
 # ----------------------------------------------------------------------------- presets

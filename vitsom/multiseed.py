@@ -209,7 +209,7 @@ def build_together(cfgs: list[RunConfig], dev: torch.device, amp, total_steps: i
                           {"params": other, "weight_decay": t.som_weight_decay}) if g["params"]]
     lr = t.lr * t.batch_size / 256 if t.lr_batch_scaling else t.lr
     opt = (torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam)(
-        groups, lr=lr, betas=t.betas, fused=dev.type == "cuda")
+        groups, lr=lr, betas=t.betas, eps=t.eps, fused=dev.type == "cuda")
     p_buf = {f"model.{k}": v for k, v in buffers.items()}
 
     def member_loss(p, b, x, y, step_t, gamma):

@@ -88,7 +88,7 @@ def make_optimizer(cfg: RunConfig, model: nn.Module, device: torch.device) -> to
     lr = t.lr * t.batch_size / 256 if t.lr_batch_scaling else t.lr
     groups = param_groups(model, t.weight_decay, t.som_weight_decay)
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=lr, betas=t.betas, fused=device.type == "cuda")
+    return cls(groups, lr=lr, betas=t.betas, eps=t.eps, fused=device.type == "cuda")
 
 
 def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
