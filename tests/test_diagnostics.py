@@ -44,3 +44,24 @@ def test_share_refuses_models_without_a_comparison():
     cfg = make_config("som-usps", "smoke", 0)
     with pytest.raises(ValueError, match="no encoder parameters|no task loss"):
         som_gradient_share(build_model(cfg), cfg, torch.rand(4, 1, 16, 16), torch.zeros(4, dtype=torch.long), 0, 10)
+
+
+def test_prototype_gradient_matches_the_training_loss():
+    """γ_t·∂L_som/∂W from the diagnostic equals the prototypes' gradient of the whole training loss
+    (only the SOM term reaches them), over all units and over the batch's BMU rows."""
+    from vitsom.diagnostics import prototype_gradient
+    cfg = make_config("usps-clustering", "smoke", 0, ["som.height=6", "som.width=6", "som.gamma=0.3",
+                                                       "som.t_max=2.0", "train.eps=1e-6"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    x = torch.rand(16, 1, 16, 16)
+    pg = prototype_gradient(model, cfg, x, step=10, total_steps=40)
+    model.train()
+    loss, _, _ = loss_terms(model, cfg, x, torch.zeros(16, dtype=torch.long), torch.tensor(10.0), 40, None)
+    g, = torch.autograd.grad(loss, [model.som.prototypes])
+    with torch.no_grad():
+        bmu = torch.unique(model(x, temperature=pg["temperature"]).som.bmu)
+    assert pg["rms"] == pytest.approx(float(g.double().pow(2).mean().sqrt()), rel=1e-4)
+    assert pg["rms_bmu_rows"] == pytest.approx(float(g[bmu].double().pow(2).mean().sqrt()), rel=1e-4)
+    assert pg["adam_eps"] == 1e-6 and pg["rms_bmu_rows_over_eps"] == pytest.approx(pg["rms_bmu_rows"] / 1e-6)
+    assert pg["gamma_t"] == pytest.approx(0.3 * 10 / 20)            # warm-up: γ·t/⌊S/2⌋

@@ -9,6 +9,11 @@ trained model at the recipe's final γ and temperature.
 
 With the authors' loss scale (``L_som`` a mean over batch *and* the K units) the ratio is tiny
 (about 1e-5 for the 40×40 classifier), which is why the γ = 0 control trains to the same accuracy.
+
+The prototypes feel only the SOM term, through Adam(W): an update is lr·m/(√v + ε). When the
+gradient is far below ε (1e-8 by default), that is ≈ lr·g/ε, plain SGD whose step grows linearly
+with γ, instead of Adam's scale-free step of about lr. :func:`prototype_gradient` measures where the
+prototypes sit: the RMS of γ_t·∂L_som/∂W over the units that are some image's BMU, next to ε.
 """
 from __future__ import annotations
 
@@ -75,6 +80,30 @@ def som_gradient_share(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: tor
             "gamma_t": gv, "temperature": float(temp), "step": int(step), "batch": int(x.shape[0])}
 
 
+def prototype_gradient(model: nn.Module, cfg: RunConfig, x: torch.Tensor, step: int, total_steps: int) -> dict:
+    """γ_t·∂L_som/∂W on the batch ``x`` at global ``step``: its RMS over all prototype entries and
+    over the rows of the units that are some image's BMU, and that RMS over Adam's ε (< 1: the
+    prototypes move in ε's SGD-like regime, where γ sets their step size)."""
+    s = cfg.som
+    step_t = torch.tensor(float(step), device=x.device)
+    temp = temperature_at(step_t, total_steps, s.t_max, s.t_min)
+    g = float(gamma_at(step_t, total_steps, s.gamma, s.gamma_warmup))
+    W = model.som.prototypes
+    was_training = model.training
+    model.train()
+    try:
+        out = model(x, temperature=temp)
+        grad, = torch.autograd.grad(out.som.loss.float(), [W])
+    finally:
+        model.train(was_training)
+    grad = (g * grad).double()
+    bmu_rows = torch.unique(out.som.bmu.reshape(-1))
+    rms_bmu = float(grad[bmu_rows].pow(2).mean().sqrt())
+    return {"rms": float(grad.pow(2).mean().sqrt()), "rms_bmu_rows": rms_bmu, "adam_eps": cfg.train.eps,
+            "rms_bmu_rows_over_eps": rms_bmu / cfg.train.eps, "gamma_t": g, "temperature": float(temp),
+            "step": int(step)}
+
+
 def first_training_batch(cfg: RunConfig, train_data, device: torch.device, norm) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's first training batch of epoch 0 (same order and input normalisation as training)."""
     from .data import ImageArrays
@@ -95,7 +124,14 @@ def run_diagnostics(model: nn.Module, cfg: RunConfig, train_data, device: torch.
     try:
         x, y = first_training_batch(cfg, train_data, device, norm)
         share = som_gradient_share(model, cfg, x, y, max(total_steps - 1, 0), total_steps)
-        return {"som_gradient": {**share, "where": "trained model, first training batch, final γ_t and T_t, fp32"}}
+        where = "trained model, first training batch, final γ_t and T_t, fp32"
+        out = {"som_gradient": {**share, "where": where}}
+        try:
+            out["prototype_gradient"] = {**prototype_gradient(model, cfg, x, max(total_steps - 1, 0), total_steps),
+                                         "where": where}
+        except Exception as e:     # noqa: BLE001 — see docstring
+            out["prototype_gradient"] = {"error": f"{type(e).__name__}: {e}"}
+        return out
     except Exception as e:     # noqa: BLE001 — see docstring
         return {"som_gradient": {"error": f"{type(e).__name__}: {e}"}}
 
