@@ -20,15 +20,23 @@
 # The loss is L = L_task + γ_t · L_som. The authors' newest code ramps γ_t linearly from 0 to γ
 # over the first half of training ("warm-up"); their older code used a constant γ. This page sweeps
 # γ ∈ {0, 0.0005, 0.001, 0.005, 0.01, 0.05} with and without the warm-up (γ = 0 needs no warm-up
-# run) on the 40×40 recipe, and shows purity and the reconstruction loss. γ is on the code's scale
+# run) on the 40×40 recipe, and shows purity, NMI, map use and the reconstruction loss. γ is on the code's scale
 # (SOM loss averaged over units). The paper reports no numbers for this ablation. In the smoke
 # profile only γ ∈ {0, 0.005} runs (0.005 with and without warm-up), on USPS with the 8×8 map; in
 # the quick profile the full sweep runs on USPS only.
 #
 # "SOM pull on encoder" is |∇γ_t·L_som| / |∇L1| over the encoder's parameters at the end of training
-# (`vitsom.diagnostics`). Adam rescales each parameter's gradient by its own running size, so the
-# prototypes, which only the SOM term reaches, learn at nearly the same pace for any γ > 0. γ works
-# mainly through this ratio: how much the SOM bends the autoencoder's features.
+# (`vitsom.diagnostics`): how much the SOM bends the autoencoder's features.
+#
+# **γ also sets the prototypes' step size, through Adam's ε.** Only the SOM term reaches the
+# prototypes, and Adam's update is lr·m/(√v + ε). One might expect Adam to make their pace
+# independent of γ. But with the loss averaged over 1,600 units, the prototypes' gradients are far
+# below PyTorch's default ε = 1e-8 (the authors' setting too). Then the update is ≈ lr·g/ε: plain
+# SGD, whose step grows linearly with γ. The column "prototype grad / ε" is the RMS of γ_t·∂L_som/∂W
+# over the units that are some image's BMU, divided by ε, at the end of training (below 1: the
+# ε regime). In the quick and paper profiles the page also reruns γ ∈ {0.0005, 0.005, 0.05} (with
+# warm-up) at ε = 1e-12, where Adam's step no longer depends on the gradient's scale. Purity rewards
+# many small clusters, so read it together with NMI and the number of units used.
 
 # %% tags=["hide-input"]
 # Setup. Locally: make the repository importable. On Colab: clone the repository, install it
@@ -78,29 +86,36 @@ plan, outcomes, df, PROV = E.run_page("05_ablation_gamma", profile, seeds, datas
 # %% tags=["hide-input"]
 METRICS = [("purity", "purity"), ("nmi", "NMI"), ("recon_l1", "recon L1 (eval)"), ("final_task_loss", "last-epoch L1"),
            ("topographic_error", "TE"), ("units_used", "units used"),
-           ("som_grad_ratio", "SOM pull on encoder")]
+           ("som_grad_ratio", "SOM pull on encoder"), ("proto_grad_over_eps", "prototype grad / ε")]
+SCIENTIFIC = ("som_grad_ratio", "proto_grad_over_eps")     # diagnostics (vitsom.diagnostics): one mean, 1 digit
+if not df.empty and "eps" not in df.columns:
+    df["eps"] = E.DEFAULT_EPS
 rows = []
-for (ds, g_, warm), g in (df.groupby(["dataset", "gamma", "warmup"], sort=False) if not df.empty else []):
-    row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "yes" if warm else "no",
+for (ds, g_, warm, eps), g in (df.groupby(["dataset", "gamma", "warmup", "eps"], sort=False) if not df.empty else []):
+    row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "yes" if warm else "no", "Adam ε": f"{eps:.0e}",
            "status": ", ".join(sorted(set(g["status"])))}
     for col, lab in METRICS:
-        if col == "som_grad_ratio":      # |∇γ·L_som| / |∇L1| on the encoder at the end (vitsom.diagnostics)
+        if col in SCIENTIFIC:
             v = g[col].dropna() if col in g.columns else g.iloc[:0, 0]
             row[lab] = f"{v.mean():.1e}" if len(v) else "—"
             continue
         row[lab] = E.fmt(*E.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 4) \
             if col in g.columns else "—"
     rows.append(row)
-E.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ and warm-up ablation (ours only; the paper reports no "
-             "numbers for it)", note=PROV + ". " + E.missing_note(outcomes))
+E.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε ablation (ours only; the paper "
+             "reports no numbers for it)", note=PROV + ". " + E.missing_note(outcomes))
 
 # %% tags=["hide-input"]
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
 if not have.empty:
-    have = have.assign(**{"warm-up": have["warmup"].map({True: "with warm-up", False: "without warm-up"})})
-    f = P.metric_vs_factor_figure(have, "gamma", [("purity", "purity"), ("recon_l1", "reconstruction L1")],
-                                  hue="warm-up", symlogx=1e-4, title=f"Purity and reconstruction loss against γ ({have['model'].iloc[0]})")
-    E.show_figure(f, "fig-ablation-gamma", "Purity and reconstruction L1 against γ (symmetric-log axis so that "
-                  f"γ = 0 shows), with and without the γ warm-up (mean ± std over seeds). {PROV}.")
+    variant = have["warmup"].map({True: "with warm-up", False: "without warm-up"})
+    small_eps = have["eps"] < E.DEFAULT_EPS
+    variant = variant.where(~small_eps, variant + f", ε = {E.SMALL_EPS:.0e}")
+    have = have.assign(**{"warm-up": variant})
+    f = P.metric_vs_factor_figure(have, "gamma", [("purity", "purity"), ("nmi", "NMI"), ("units_used", "units used")],
+                                  hue="warm-up", symlogx=1e-4, title=f"Purity, NMI and map use against γ ({have['model'].iloc[0]})")
+    E.show_figure(f, "fig-ablation-gamma", "Purity, NMI and the number of units used against γ (symmetric-log axis so that "
+                  "γ = 0 shows), with and without the γ warm-up, and with warm-up at Adam ε = 1e-12 where run "
+                  f"(mean ± std over seeds). {PROV}.")
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))

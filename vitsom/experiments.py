@@ -48,6 +48,12 @@ GRID_SIZES = (8, 16, 24, 32, 40)
 SMOKE_GRID_SIZES = (8, 24, 40)           # the clustering table's maps: nothing extra to train
 GAMMAS = (0.0, 0.0005, 0.001, 0.005, 0.01, 0.05)
 SMOKE_GAMMAS = (0.0, 0.005)
+# Adam's ε: the prototypes' gradients sit far below PyTorch's default 1e-8 in these recipes, where
+# Adam's step becomes lr·g/ε (SGD whose step grows with γ). The γ page reruns a few γ (with
+# warm-up) at ε = 1e-12, where Adam's step is scale-free again (quick and paper profiles).
+DEFAULT_EPS = 1e-8
+SMALL_EPS = 1e-12
+SMALL_EPS_GAMMAS = (0.0005, 0.005, 0.05)
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)
 # In the smoke profile every training set is capped at 1,024 images, so fractions 0.1 and 1.0 of
 # MNIST's 48,000 training images both become 1,024 images. Smoke runs 0.1 only: with 0.01 (480
@@ -188,7 +194,11 @@ def runs(notebook: str, plan: Plan) -> list[Run]:
                     if not warm:
                         ov.append("som.gamma_warmup=false")
                     out += _seeded(plan, f"{ds}{base}", ov, model=label, dataset=ds,
-                                   factors=(("gamma", g), ("warmup", warm)))
+                                   factors=(("gamma", g), ("warmup", warm), ("eps", DEFAULT_EPS)))
+            for g in (() if plan.smoke else SMALL_EPS_GAMMAS):
+                ov = ([] if g == 0.005 else [f"som.gamma={g}"]) + [f"train.eps={SMALL_EPS:g}"]
+                out += _seeded(plan, f"{ds}{base}", ov, model=label, dataset=ds,
+                               factors=(("gamma", g), ("warmup", True), ("eps", SMALL_EPS)))
     elif name == "efficiency":
         # the paper's timing table: clustering presumably on MNIST; classification on CIFAR-10
         ds = figure_dataset(plan)
@@ -389,6 +399,9 @@ def record_row(rec: dict) -> dict[str, Any]:
     sg = rec.get("diagnostics", {}).get("som_gradient", {})
     if "ratio" in sg:
         row["som_grad_ratio"] = sg["ratio"]          # |∇_enc γ·L_som| / |∇_enc L_task| at the end
+    pg = rec.get("diagnostics", {}).get("prototype_gradient", {})
+    if "rms_bmu_rows_over_eps" in pg:
+        row["proto_grad_over_eps"] = pg["rms_bmu_rows_over_eps"]   # RMS γ_t·∂L_som/∂W (BMU rows) / Adam's ε
     return row
 
 
