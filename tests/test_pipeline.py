@@ -63,7 +63,9 @@ def test_every_notebook_has_a_plan_and_smoke_is_cut_down():
     grid = [(r.preset, r.overrides) for r in E.runs("04_ablation_grid", paper) if r.dataset == "usps"]
     assert sum(k in keys for k in set(grid)) == 3
     # the γ sweep: 6 values × warm-up on/off, γ = 0 once
-    assert len(E.runs("05_ablation_gamma", E.Plan.make("paper", datasets=["usps"], seeds=[0]))) == 11
+    gam = E.runs("05_ablation_gamma", E.Plan.make("paper", datasets=["usps"], seeds=[0]))
+    assert len(gam) == 11 + len(E.SMALL_EPS_GAMMAS)          # 6 γ × warm-up on/off (γ = 0 once) + the ε = 1e-12 reruns
+    assert sum(dict(r.factors)["eps"] == E.SMALL_EPS for r in gam) == len(E.SMALL_EPS_GAMMAS)
     # the latent-progression run keeps weight snapshots, in the clustering notebook too
     fr = E.figure_run(smoke)
     assert fr.snapshots and fr.preset == "mnist-clustering-24x24"
