@@ -261,13 +261,20 @@ def metric_vs_factor_figure(df, x: str, metrics: Sequence[tuple[str, str]], hue:
                          legend=bool(hue) and ax is axes[0])
         if logx:
             ax.set_xscale("log", base=2)
-        if symlogx is not None:
+        if symlogx is not None and not sub.empty:
             ax.set_xscale("symlog", linthresh=symlogx)
+            hi = float(sub[x].max())
+            ax.set_xlim(-0.3 * symlogx, hi * 1.6 if hi > 0 else symlogx)   # no empty negative half
         ax.set_ylabel(lab)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
     for ax in axes[n:]:
         ax.set_axis_off()
+    if hue and axes[0].get_legend() is not None:          # one legend for all panels, under them
+        handles, labels = axes[0].get_legend_handles_labels()
+        axes[0].get_legend().remove()
+        fig.legend(handles, labels, title=hue, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8,
+                   title_fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
