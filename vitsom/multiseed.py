@@ -25,7 +25,12 @@ from torch.func import functional_call, stack_module_state
 from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
 from .train import (ArrayBatches, NonFiniteLossError, autocast_dtype, build_model, cannot_finish, finish_run,
-                    input_norm, load_task_data, loss_terms, lr_factor, param_groups, reset_peak_rss, resolve_device)
+                    input_norm, load_task_data, loss_terms, lr_factor, make_optimizer, reset_peak_rss, resolve_device)
+
+
+# One optimizer is built from the first member's recipe, so these must agree across members.
+_SHARED_OPTIMIZER_FIELDS = ("optimizer", "lr", "lr_batch_scaling", "schedule", "warmup_epochs", "min_lr", "betas",
+                            "eps", "weight_decay", "som_weight_decay")
 
 
 def _same_shapes(cfgs: list[RunConfig]) -> None:
@@ -37,8 +42,10 @@ def _same_shapes(cfgs: list[RunConfig]) -> None:
                 a.train.epochs, a.train.batch_size, a.train.max_train_samples, a.train.label_fraction):
             raise ValueError("seeds-together needs configs that share model, data and schedule shapes; "
                              f"{a.preset} and {c.preset} differ (run them separately)")
-        if c.train.optimizer != a.train.optimizer or c.train.lr != a.train.lr or c.train.schedule != a.train.schedule:
-            raise ValueError("seeds-together needs one optimizer and learning-rate recipe for all members")
+        differ = [k for k in _SHARED_OPTIMIZER_FIELDS if getattr(c.train, k) != getattr(a.train, k)]
+        if differ:
+            raise ValueError("seeds-together needs one optimizer and learning-rate recipe for all members; "
+                             f"train.{', train.'.join(differ)} differ (run them separately)")
         if c.train.label_fraction < 1 and c.seed != a.seed:
             raise ValueError("label_fraction < 1 draws a per-seed label subset; run those seeds separately")
 
@@ -198,18 +205,7 @@ def build_together(cfgs: list[RunConfig], dev: torch.device, amp, total_steps: i
         models.append(build_model(c).to(dev))
     params, buffers = stack_module_state(models)                 # name → (S, …) leaf tensors
     base = _Member(copy.deepcopy(models[0]).to("meta"), cfgs[0], total_steps, amp)
-    names = [n for n, _ in models[0].named_parameters()]
-    by_name = dict(models[0].named_parameters())
-    decay = [params[n] for n in names if not n.startswith(("som.", "head.")) and by_name[n].ndim >= 2]
-    no_decay = [params[n] for n in names if not n.startswith(("som.", "head.")) and by_name[n].ndim < 2]
-    other = [params[n] for n in names if n.startswith(("som.", "head."))]
-    t = cfgs[0].train
-    groups = [g for g in ({"params": decay, "weight_decay": t.weight_decay},
-                          {"params": no_decay, "weight_decay": 0.0},
-                          {"params": other, "weight_decay": t.som_weight_decay}) if g["params"]]
-    lr = t.lr * t.batch_size / 256 if t.lr_batch_scaling else t.lr
-    opt = (torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam)(
-        groups, lr=lr, betas=t.betas, eps=t.eps, fused=dev.type == "cuda")
+    opt = make_optimizer(cfgs[0], models[0], dev, tensors=params)
     p_buf = {f"model.{k}": v for k, v in buffers.items()}
 
     def member_loss(p, b, x, y, step_t, gamma):

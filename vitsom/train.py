@@ -64,29 +64,35 @@ def lr_factor(epoch: int, epochs: int, warmup_epochs: int, min_factor: float) ->
     return max(min_factor, min((epoch + 1) / max(warmup_epochs, 1), 0.5 * (1 + math.cos(math.pi * epoch / epochs))))
 
 
-def param_groups(model: ViTSOM, weight_decay: float, som_weight_decay: float) -> list[dict]:
+def param_groups(model: ViTSOM, weight_decay: float, som_weight_decay: float,
+                 tensors: dict[str, torch.Tensor] | None = None) -> list[dict]:
     """ViT weights with ≥2 dims (cls token included) decay; 1-D ones do not; prototypes and the
-    head form a third group with their own decay (the reference's AdamW default, 0.01)."""
+    head form a third group with their own decay (the reference's AdamW default, 0.01).
+    ``tensors`` (name → tensor) puts other tensors in the groups in the model's parameters' places:
+    the seeds-together trainer passes its stacked (S, …) parameters."""
     decay, no_decay, other = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        t = p if tensors is None else tensors[name]
         if name.startswith(("som.", "head.")):
-            other.append(p)
+            other.append(t)
         elif p.ndim >= 2:
-            decay.append(p)
+            decay.append(t)
         else:
-            no_decay.append(p)
+            no_decay.append(t)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0},
               {"params": other, "weight_decay": som_weight_decay}]
     return [g for g in groups if g["params"]]
 
 
-def make_optimizer(cfg: RunConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(cfg: RunConfig, model: nn.Module, device: torch.device,
+                   tensors: dict[str, torch.Tensor] | None = None) -> torch.optim.Optimizer:
+    """The recipe's Adam(W) over :func:`param_groups` (of ``tensors`` in the model's places if given)."""
     t = cfg.train
     lr = t.lr * t.batch_size / 256 if t.lr_batch_scaling else t.lr
-    groups = param_groups(model, t.weight_decay, t.som_weight_decay)
+    groups = param_groups(model, t.weight_decay, t.som_weight_decay, tensors)
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=lr, betas=t.betas, eps=t.eps, fused=device.type == "cuda")
 
