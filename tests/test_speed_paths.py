@@ -91,7 +91,7 @@ def test_seeds_together_rejects_different_shapes():
         train_together([a, b], device="cpu", progress=False, results="/nonexistent-results")
     # one optimizer serves all members: a member with another Adam ε or decay is refused, not ignored
     c = make_config("usps-clustering", "smoke", 1, TINY + ["train.eps=1e-12", "train.weight_decay=0.1"])
-    with pytest.raises(ValueError, match=r"train\.weight_decay, train\.eps differ|train\.eps, train\.weight_decay differ"):
+    with pytest.raises(ValueError, match=r"train\.eps, train\.weight_decay differ"):
         train_together([a, c], device="cpu", progress=False, results="/nonexistent-results")
 
 
