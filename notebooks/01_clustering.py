@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from vitsom import experiments as E  # noqa: E402
+from vitsom import experiments as E, book as B, reported as R  # noqa: E402
 from vitsom import plots as P  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -69,7 +69,7 @@ train_missing = True     # False: show the existing records only (make book); no
 extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
 
 # %% tags=["hide-input"]
-plan, outcomes, df, PROV = E.run_page("01_clustering", profile, seeds, datasets, results_dir, extra_overrides,
+plan, outcomes, df, PROV = B.run_page("01_clustering", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)
 
 # %% [markdown]
@@ -88,15 +88,15 @@ for model in PAPER_ROWS + list(EXTRA_ROWS):
     src_model, metric = EXTRA_ROWS.get(model, (model, "purity"))
     row = {"model": model}
     for ds in E.CLUSTERING_DATASETS:
-        row[E.DATASET_NAMES[ds]] = E.pair(E.cell(df, metric, model=src_model, dataset=ds),
-                                          E.reported_cell("clustering", model, ds))
-    row["# params"] = E.pair(E.params_cell(df, "params_total_M", model=model),
-                             E.reported_cell("clustering", model, "params"))
+        row[E.DATASET_NAMES[ds]] = B.pair(B.cell(df, metric, model=src_model, dataset=ds),
+                                          R.reported_cell("clustering", model, ds))
+    row["# params"] = B.pair(B.params_cell(df, "params_total_M", model=model),
+                             R.reported_cell("clustering", model, "params"))
     rows.append(row)
-note = PROV + ". " + E.missing_note(outcomes)
+note = PROV + ". " + B.missing_note(outcomes)
 if plan.smoke:
     note += " In the smoke profile the 8×8 and held-out rows run on USPS only."
-E.show_table(pd.DataFrame(rows), "tbl-clustering-purity", "Clustering purity (SOM units as clusters): ours above, "
+B.show_table(pd.DataFrame(rows), "tbl-clustering-purity", "Clustering purity (SOM units as clusters): ours above, "
              "the paper's below", note=note, escape=False)
 
 # %% [markdown]
@@ -121,7 +121,7 @@ have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
 for (model, ds), g in (have.groupby(["model", "dataset"], sort=False) if not have.empty else []):
     row = {"model": model, "dataset": E.DATASET_NAMES[ds], "seeds": len(g)}
     for col, lab in METRICS:
-        row[lab] = E.fmt(*E.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 3) \
+        row[lab] = B.fmt(*B.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 3) \
             if col in g.columns else "—"
     rows.append(row)
-E.show_table(pd.DataFrame(rows), "tbl-clustering-all", "All clustering scores of our runs (ours only)", note=PROV)
+B.show_table(pd.DataFrame(rows), "tbl-clustering-all", "All clustering scores of our runs (ours only)", note=PROV)

@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from vitsom import experiments as E  # noqa: E402
+from vitsom import experiments as E, book as B, reported as R  # noqa: E402
 from vitsom import plots as P  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -71,7 +71,7 @@ train_missing = True     # False: show the existing records only (make book); no
 extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
 
 # %% tags=["hide-input"]
-plan, outcomes, df, PROV = E.run_page("02_classification", profile, seeds, datasets, results_dir, extra_overrides,
+plan, outcomes, df, PROV = B.run_page("02_classification", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)
 
 # %% [markdown]
@@ -87,23 +87,23 @@ for ds in BIG:
 rows = []
 for ds in BIG:
     for model in [E.RESNET, "Swin-T", "DeiT-T", "MobileViT-T", E.VIT_CLS, E.VIT_SOM_CLS]:
-        rep = E.reported("classification", model, ds)
-        ours = E.cell(df, "top1", model=model, dataset=ds)
-        m, _, n = E.mean_std(df[(df["model"] == model) & (df["dataset"] == ds)]["top1"].tolist()) \
+        rep = R.reported("classification", model, ds)
+        ours = B.cell(df, "top1", model=model, dataset=ds)
+        m, _, n = B.mean_std(df[(df["model"] == model) & (df["dataset"] == ds)]["top1"].tolist()) \
             if "top1" in df.columns else (float("nan"), 0, 0)
         rows.append({"dataset": E.DATASET_NAMES[ds], "model": model, "ours": ours,
-                     "paper (reported)": E.fmt_reported(rep.value, rep.std).replace(" (reported)", ""),
+                     "paper (reported)": B.fmt_reported(rep.value, rep.std).replace(" (reported)", ""),
                      "difference": f"{m - rep.value:+.3f}" if n else "—",
-                     "why no number of ours": "" if n else (E.status_of(df, model=model, dataset=ds)
+                     "why no number of ours": "" if n else (B.status_of(df, model=model, dataset=ds)
                                                             if model in (E.RESNET, E.VIT_CLS, E.VIT_SOM_CLS)
                                                             else "not implemented here")})
 for model in [E.RESNET, "Swin-T", "DeiT-T", "MobileViT-T", E.VIT_CLS, E.VIT_SOM_CLS]:
     metric = "params_total_M" if model == E.RESNET else "params_enc_head_M"
-    rows.append({"dataset": "# params", "model": model, "ours": E.params_cell(df, metric, BIG, model=model),
-                 "paper (reported)": E.reported_cell("classification", model, "params").replace(" (reported)", ""),
+    rows.append({"dataset": "# params", "model": model, "ours": B.params_cell(df, metric, BIG, model=model),
+                 "paper (reported)": R.reported_cell("classification", model, "params").replace(" (reported)", ""),
                  "difference": "—", "why no number of ours": ""})
-E.show_table(pd.DataFrame(rows), "tbl-classification", "Top-1 test accuracy, ours vs paper",
-             note=PROV + ". " + E.missing_note([o for o in outcomes if o.run.dataset in BIG]))
+B.show_table(pd.DataFrame(rows), "tbl-classification", "Top-1 test accuracy, ours vs paper",
+             note=PROV + ". " + B.missing_note([o for o in outcomes if o.run.dataset in BIG]))
 display(Markdown("**Data on this machine:** " + "; ".join(f"{E.DATASET_NAMES[d]}: {avail[d]}" for d in BIG)
                  + ". Where a dataset is missing, only the paper's numbers (marked reported) are shown."))
 
@@ -129,18 +129,18 @@ for (ds, frac), g in (small.groupby(["dataset", "label_fraction"]) if not small.
     a = g[g["model"] == E.VIT_SOM_CLS].set_index("seed")["top1"]
     b = g[g["model"] == E.VIT_CLS].set_index("seed")["top1"]
     paired = (a - b).dropna()
-    m, s, n = E.mean_std(paired.tolist())
+    m, s, n = B.mean_std(paired.tolist())
     row = {"dataset": E.DATASET_NAMES[ds], "label fraction": frac,
            "labelled training images": int(g["train_samples"].iloc[0]),
            "epochs (steps)": f"{int(g['epochs'].iloc[0])} ({int(g['steps'].iloc[0])})",
-           "ViT-SOM-cls top-1": E.fmt(*E.mean_std(a.tolist())), "ViT-cls top-1": E.fmt(*E.mean_std(b.tolist())),
-           "difference (paired)": E.fmt(m, s, n, digits=4)}
+           "ViT-SOM-cls top-1": B.fmt(*B.mean_std(a.tolist())), "ViT-cls top-1": B.fmt(*B.mean_std(b.tolist())),
+           "difference (paired)": B.fmt(m, s, n, digits=4)}
     k = g[g["model"] == E.VIT_SOM_CLS_K].set_index("seed")["top1"]
     if len(k):
         pk = (k - b).dropna()
-        row["γ×K top-1"] = E.fmt(*E.mean_std(k.tolist()))
-        mk, sk, nk = E.mean_std(pk.tolist())
-        row["γ×K difference (paired)"] = E.fmt(mk, sk, nk, digits=4)
+        row["γ×K top-1"] = B.fmt(*B.mean_std(k.tolist()))
+        mk, sk, nk = B.mean_std(pk.tolist())
+        row["γ×K difference (paired)"] = B.fmt(mk, sk, nk, digits=4)
         if nk:
             diffs.append((frac, mk, sk, E.DATASET_NAMES[ds] + ", γ×K"))
     if "som_grad_ratio" in g.columns and g["som_grad_ratio"].notna().any():
@@ -150,22 +150,22 @@ for (ds, frac), g in (small.groupby(["dataset", "label_fraction"]) if not small.
         if len(rk):
             row["γ×K pull"] = f"{rk.mean():.1e}"
     if (g["model"] == E.RESNET).any():
-        row["ResNet34 top-1"] = E.fmt(*E.mean_std(g[g["model"] == E.RESNET]["top1"].tolist()))
+        row["ResNet34 top-1"] = B.fmt(*B.mean_std(g[g["model"] == E.RESNET]["top1"].tolist()))
     rows.append(row)
     if n:
         diffs.append((frac, m, s, E.DATASET_NAMES[ds]))
-small_note = PROV + ". " + E.missing_note([o for o in outcomes if dict(o.run.factors).get("label_fraction")])
+small_note = PROV + ". " + B.missing_note([o for o in outcomes if dict(o.run.factors).get("label_fraction")])
 if plan.smoke:
     small_note += (" Smoke profile: only the 10 % fraction runs, on MNIST, and the 1,024-image cap of the "
                    "profile applies on top of it, so this is a pipeline check of the comparison, not a small-data test.")
-E.show_table(pd.DataFrame(rows), "tbl-small-data", "Small-data test: top-1 on the test split (ours only; "
+B.show_table(pd.DataFrame(rows), "tbl-small-data", "Small-data test: top-1 on the test split (ours only; "
              "the paper has no such experiment)", note=small_note)
 
 # %% tags=["hide-input"]
 if diffs:
     f = P.difference_figure([d[0] for d in diffs], [d[1] for d in diffs], [d[2] for d in diffs],
                             [d[3] for d in diffs], title="Effect of the SOM loss with few labels (ours)")
-    E.show_figure(f, "fig-small-data", "ViT-SOM-cls minus ViT-cls top-1 against the fraction of training labels "
+    B.show_figure(f, "fig-small-data", "ViT-SOM-cls minus ViT-cls top-1 against the fraction of training labels "
                   f"(error bars: std over seeds). {PROV}.")
 else:
     display(Markdown("No small-data runs have records for this selection, so there is no figure."))

@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from vitsom import experiments as E  # noqa: E402
+from vitsom import experiments as E, book as B  # noqa: E402
 from vitsom import plots as P  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -67,7 +67,7 @@ train_missing = True     # False: show the existing records only (make book); no
 extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
 
 # %% tags=["hide-input"]
-plan, outcomes, df, PROV = E.run_page("03_ablation_distance", profile, seeds, datasets, results_dir, extra_overrides,
+plan, outcomes, df, PROV = B.run_page("03_ablation_distance", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)
 
 # %% tags=["hide-input"]
@@ -78,11 +78,11 @@ rows = []
 for (ds, dist), g in (df.groupby(["dataset", "distance"], sort=False) if not df.empty else []):
     row = {"dataset": E.DATASET_NAMES[ds], "distance": dist, "status": ", ".join(sorted(set(g["status"])))}
     for col, lab in METRICS:
-        row[lab] = E.fmt(*E.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 3) \
+        row[lab] = B.fmt(*B.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 3) \
             if col in g.columns else "—"
     rows.append(row)
-E.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric ablation (ours only; the paper "
-             "reports no numbers for it)", note=PROV + ". " + E.missing_note(outcomes))
+B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric ablation (ours only; the paper "
+             "reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
 
 # %% tags=["hide-input"]
 # A map whose every image has the same BMU has collapsed: purity is then the largest class's share.
@@ -95,7 +95,7 @@ if not have.empty and "units_used" in have.columns:
             display(Markdown(
                 f"**{dist.capitalize()} on {E.DATASET_NAMES[ds]}: the map collapsed.** In all {len(used)} run(s), "
                 f"every image ends on at most {int(max(used))} of the map's units (purity "
-                f"{E.fmt(*E.mean_std(g['purity'].tolist()))}, NMI {E.fmt(*E.mean_std(g['nmi'].tolist()))}). "
+                f"{B.fmt(*B.mean_std(g['purity'].tolist()))}, NMI {B.fmt(*B.mean_std(g['nmi'].tolist()))}). "
                 "What we think happens: the prototypes start uniform in [0, 1)ᴰ and are not normalised for this "
                 "distance, so one of them starts nearest to the whole cloud of latents and becomes every image's BMU. "
                 "The neighbourhood weights of every image then centre on that one unit, so every prototype is pulled "
@@ -108,7 +108,7 @@ if not have.empty and "units_used" in have.columns:
 if not have.empty:
     f = P.metric_bars_figure(have, "distance", [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
                              title=f"Distance metric ({have['model'].iloc[0]})")
-    E.show_figure(f, "fig-ablation-distance", f"Purity, NMI and topographic error per distance (bars: mean, "
+    B.show_figure(f, "fig-ablation-distance", f"Purity, NMI and topographic error per distance (bars: mean, "
                   f"error bars: std over seeds). {PROV}.")
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from vitsom import experiments as E  # noqa: E402
+from vitsom import experiments as E, book as B, reported as R  # noqa: E402
 from vitsom import plots as P  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -66,7 +66,7 @@ train_missing = True     # False: show the existing records only (make book); no
 extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
 
 # %% tags=["hide-input"]
-plan, outcomes, df, PROV = E.run_page("04_ablation_grid", profile, seeds, datasets, results_dir, extra_overrides,
+plan, outcomes, df, PROV = B.run_page("04_ablation_grid", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)
 
 # %% tags=["hide-input"]
@@ -77,12 +77,12 @@ rows = []
 for (ds, grid), g in (df.groupby(["dataset", "grid"], sort=False) if not df.empty else []):
     row = {"dataset": E.DATASET_NAMES[ds], "map": f"{grid}×{grid}", "units": grid * grid}
     for col, lab in METRICS:
-        row[lab] = E.fmt(*E.mean_std(g[col].tolist())) if col in g.columns else "—"
-    paper = E.reported("clustering", f"ViT-SOM ({grid}×{grid})", ds)
-    row["purity: paper"] = E.fmt_reported(paper.value, paper.std) if paper else "not in the paper"
+        row[lab] = B.fmt(*B.mean_std(g[col].tolist())) if col in g.columns else "—"
+    paper = R.reported("clustering", f"ViT-SOM ({grid}×{grid})", ds)
+    row["purity: paper"] = B.fmt_reported(paper.value, paper.std) if paper else "not in the paper"
     rows.append(row)
-E.show_table(pd.DataFrame(rows), "tbl-ablation-grid", "Map size ablation (ours; paper purity where it has one)",
-             note=PROV + ". " + E.missing_note(outcomes))
+B.show_table(pd.DataFrame(rows), "tbl-ablation-grid", "Map size ablation (ours; paper purity where it has one)",
+             note=PROV + ". " + B.missing_note(outcomes))
 
 # %% tags=["hide-input"]
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
@@ -91,13 +91,13 @@ if not have.empty:
     f = P.metric_vs_factor_figure(have, "grid", METRICS[:6],
                                   hue="dataset" if have["dataset"].nunique() > 1 else None, logx=True,
                                   title="Scores against map side (units = side²)")
-    E.show_figure(f, "fig-ablation-grid", f"Purity, NMI, k-means ACC, QE, TE and parameters against the map side "
+    B.show_figure(f, "fig-ablation-grid", f"Purity, NMI, k-means ACC, QE, TE and parameters against the map side "
                   f"(mean ± std over seeds). {PROV}.")
     f2 = P.metric_vs_factor_figure(have, "grid", [("time_per_epoch_s", "train time / epoch (s)"),
                                                   ("inference_time_s", "inference time (s)")],
                                    hue="dataset" if have["dataset"].nunique() > 1 else None, logx=True,
                                    title="Cost against map side")
-    E.show_figure(f2, "fig-ablation-grid-time", f"Training time per epoch and inference time against the map side. "
+    B.show_figure(f2, "fig-ablation-grid-time", f"Training time per epoch and inference time against the map side. "
                   f"{PROV}.")
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))

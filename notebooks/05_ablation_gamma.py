@@ -66,7 +66,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from vitsom import experiments as E  # noqa: E402
+from vitsom import experiments as E, book as B  # noqa: E402
 from vitsom import plots as P  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -80,7 +80,7 @@ train_missing = True     # False: show the existing records only (make book); no
 extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
 
 # %% tags=["hide-input"]
-plan, outcomes, df, PROV = E.run_page("05_ablation_gamma", profile, seeds, datasets, results_dir, extra_overrides,
+plan, outcomes, df, PROV = B.run_page("05_ablation_gamma", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)
 
 # %% tags=["hide-input"]
@@ -99,11 +99,11 @@ for (ds, g_, warm, eps), g in (df.groupby(["dataset", "gamma", "warmup", "eps"],
             v = g[col].dropna() if col in g.columns else g.iloc[:0, 0]
             row[lab] = f"{v.mean():.1e}" if len(v) else "—"
             continue
-        row[lab] = E.fmt(*E.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 4) \
+        row[lab] = B.fmt(*B.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 4) \
             if col in g.columns else "—"
     rows.append(row)
-E.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε ablation (ours only; the paper "
-             "reports no numbers for it)", note=PROV + ". " + E.missing_note(outcomes))
+B.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε ablation (ours only; the paper "
+             "reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
 
 # %% tags=["hide-input"]
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
@@ -114,7 +114,7 @@ if not have.empty:
     have = have.assign(**{"warm-up": variant})
     f = P.metric_vs_factor_figure(have, "gamma", [("purity", "purity"), ("nmi", "NMI"), ("units_used", "units used")],
                                   hue="warm-up", symlogx=1e-4, title=f"Purity, NMI and map use against γ ({have['model'].iloc[0]})")
-    E.show_figure(f, "fig-ablation-gamma", "Purity, NMI and the number of units used against γ (symmetric-log axis so that "
+    B.show_figure(f, "fig-ablation-gamma", "Purity, NMI and the number of units used against γ (symmetric-log axis so that "
                   "γ = 0 shows), with and without the γ warm-up, and with warm-up at Adam ε = 1e-12 where run "
                   f"(mean ± std over seeds). {PROV}.")
 else:

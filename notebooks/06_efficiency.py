@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from vitsom import experiments as E  # noqa: E402
+from vitsom import experiments as E, book as B, reported as R  # noqa: E402
 from vitsom import plots as P  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -69,7 +69,7 @@ train_missing = True     # False: show the existing records only (make book); no
 extra_overrides = []     # config overrides added to every run (the tests use them to shrink runs)
 
 # %% tags=["hide-input"]
-plan, outcomes, df, PROV = E.run_page("06_efficiency", profile, seeds, datasets, results_dir, extra_overrides,
+plan, outcomes, df, PROV = B.run_page("06_efficiency", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)
 
 # %% [markdown]
@@ -83,16 +83,16 @@ for (model, ds), g in (have.groupby(["model", "dataset"], sort=False) if not hav
     rows.append({
         "model": model, "dataset": E.DATASET_NAMES[ds], "device": "; ".join(sorted(set(g["device"]))),
         "epochs × images": f"{int(g['epochs'].iloc[0])} × {int(g['train_samples'].iloc[0]):,}",
-        "train time / epoch (s)": E.fmt(*E.mean_std(g["time_per_epoch_s"].tolist()), digits=2),
-        "whole run (s)": E.fmt(*E.mean_std(g["wall_time_s"].tolist()), digits=1),
-        "inference (s)": E.fmt(*E.mean_std(g["inference_time_s"].tolist()), digits=3),
-        "peak memory (GB)": (E.fmt(*E.mean_std(g["peak_cuda_gb"].tolist())) + " CUDA") if cuda else
-                            (E.fmt(*E.mean_std(g["peak_rss_gb"].tolist())) + " CPU RSS*"),
-        "# params (M)": E.fmt(*E.mean_std(g["params_total_M"].tolist()), digits=2),
+        "train time / epoch (s)": B.fmt(*B.mean_std(g["time_per_epoch_s"].tolist()), digits=2),
+        "whole run (s)": B.fmt(*B.mean_std(g["wall_time_s"].tolist()), digits=1),
+        "inference (s)": B.fmt(*B.mean_std(g["inference_time_s"].tolist()), digits=3),
+        "peak memory (GB)": (B.fmt(*B.mean_std(g["peak_cuda_gb"].tolist())) + " CUDA") if cuda else
+                            (B.fmt(*B.mean_std(g["peak_rss_gb"].tolist())) + " CPU RSS*"),
+        "# params (M)": B.fmt(*B.mean_std(g["params_total_M"].tolist()), digits=2),
     })
-E.show_table(pd.DataFrame(rows), "tbl-efficiency-ours", "Time and memory of our runs",
+B.show_table(pd.DataFrame(rows), "tbl-efficiency-ours", "Time and memory of our runs",
              note=PROV + ". *CPU RSS is the notebook process's high-water mark over every run it did before, "
-             "not a per-run figure; only CUDA memory is per run. " + E.missing_note(outcomes))
+             "not a per-run figure; only CUDA memory is per run. " + B.missing_note(outcomes))
 
 # %% [markdown]
 # ## The paper's tables beside ours
@@ -102,8 +102,8 @@ E.show_table(pd.DataFrame(rows), "tbl-efficiency-ours", "Time and memory of our 
 # different hardware or with a different number of epochs.
 
 # %% tags=["hide-input"]
-st = E.status_table(plan)
+st = R.status_table(plan)
 eff = st[st["section"].isin(["train_time", "inference_time", "memory"])]
 eff = eff[["model", "column", "paper", "ours", "difference", "note"]].rename(columns={"paper": "paper (reported)"})
-E.show_table(eff, "tbl-efficiency-paper", "Paper Tables III-IV (reported) with our counterparts",
+B.show_table(eff, "tbl-efficiency-paper", "Paper Tables III-IV (reported) with our counterparts",
              note="The paper's GPU is unknown. " + PROV)

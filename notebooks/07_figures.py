@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from vitsom import experiments as E  # noqa: E402
+from vitsom import experiments as E, book as B, reported as R  # noqa: E402
 from vitsom import plots as P  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -70,7 +70,7 @@ import torch  # noqa: E402
 
 from vitsom.train import load_task_data, load_trained, predict, resolve_device  # noqa: E402
 
-plan, outcomes, df, PROV = E.run_page("07_figures", profile, seeds, datasets, results_dir, extra_overrides,
+plan, outcomes, df, PROV = B.run_page("07_figures", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)
 FIG_RUN = E.figure_run(plan)
 fig_out = next((o for o in outcomes if FIG_RUN is not None and o.run.preset == FIG_RUN.preset
@@ -82,7 +82,7 @@ DEVICE = resolve_device(None)
 # ## Architecture (paper Fig. 1)
 
 # %% tags=["hide-input"]
-E.show_figure(P.architecture_figure(), "fig-architecture",
+B.show_figure(P.architecture_figure(), "fig-architecture",
               "ViT-SOM: the ViT encoder's patch tokens z feed the SOM layer (SOM loss, weight γ) and the decoder "
               "(reconstruction loss). For classification a linear head on the CLS token replaces the "
               "reconstruction loss. Schematic drawn from the paper's description.")
@@ -101,8 +101,8 @@ def ours_points(model, dataset, metric, params_col):
     sub = df[(df["model"] == model) & (df["dataset"] == dataset)] if not df.empty else df
     if sub.empty or metric not in sub.columns:
         return []
-    m, s, n = E.mean_std(sub[metric].tolist())
-    p, _, _ = E.mean_std(sub[params_col].tolist())
+    m, s, n = B.mean_std(sub[metric].tolist())
+    p, _, _ = B.mean_std(sub[params_col].tolist())
     return [{"name": f"{model} (ours)", "params": p, "score": m, "err": s if n > 1 else None, "kind": "repro"}] if n else []
 
 
@@ -113,9 +113,9 @@ if FIG_RUN is not None and FIG_RUN.dataset == "mnist":
 right_ours = []
 for model, col in ((E.VIT_SOM_CLS, "params_enc_head_M"), (E.VIT_CLS, "params_enc_head_M"), (E.RESNET, "params_total_M")):
     right_ours += ours_points(model, "cifar10", "top1", col)
-f = P.size_vs_score_figure(pts(E.FIGURE2_LEFT, left_ours), pts(E.FIGURE2_RIGHT, right_ours),
+f = P.size_vs_score_figure(pts(R.FIGURE2_LEFT, left_ours), pts(R.FIGURE2_RIGHT, right_ours),
                            ours_label=f"this repository ({plan.profile})")
-E.show_figure(f, "fig-size-vs-score",
+B.show_figure(f, "fig-size-vs-score",
               "Left: MNIST purity; right: CIFAR-10 top-1; against model size. Stars and circles: the paper's numbers "
               f"(reported). Diamonds: ours ({PROV}). Ours appear only where we have runs"
               + ("" if left_ours else "; no MNIST clustering runs for this selection")
@@ -139,18 +139,18 @@ else:
         display(Markdown(snap_note))
     cfg = FIG_RUN.config(plan.profile, plan.extra)
     arrays = load_task_data(cfg, plan.data_root).train
-    idx = E.subsample(len(arrays), 5000, seed=0)
+    idx = B.subsample(len(arrays), 5000, seed=0)
     arrays_sub = arrays.subset(torch.as_tensor(idx))
     labels = arrays_sub.labels.numpy()
     embs, titles = [], []
     for ep in epochs_avail:
         model, _ = load_trained(FIG_REC, DEVICE, snapshot=f"epoch_{ep}")
         z = predict(model, arrays_sub, DEVICE, keep_latent=True)["z"].numpy()
-        embs.append(E.umap_embed(z))
+        embs.append(B.umap_embed(z))
         titles.append("initialisation" if ep == 0 else f"after epoch {ep}")
     if embs:
         f = P.latent_progression_figure(embs, labels, titles)
-        E.show_figure(f, "fig-umap-progression",
+        B.show_figure(f, "fig-umap-progression",
                       f"UMAP of the ViT-SOM latent ({E.DATASET_NAMES[FIG_RUN.dataset]}, {len(idx):,} images, "
                       f"{cfg.som.height}×{cfg.som.width} map, seed {FIG_RUN.seed}) from initialisation to the last of "
                       f"{cfg.train.epochs} epochs. {PROV}.")
@@ -168,7 +168,7 @@ if HAVE_MODEL:
     imgs = model.decode_prototypes().float().clamp(0, 1).cpu().numpy()
     f = P.prototype_grid_figure(imgs, cfg.som.height, cfg.som.width,
                                 title=f"{E.DATASET_NAMES[cfg.dataset]}, {cfg.som.height}×{cfg.som.width} map")
-    E.show_figure(f, "fig-prototypes", f"Decoded prototypes of the {cfg.som.height}×{cfg.som.width} map "
+    B.show_figure(f, "fig-prototypes", f"Decoded prototypes of the {cfg.som.height}×{cfg.som.width} map "
                   f"({E.DATASET_NAMES[cfg.dataset]}, seed {FIG_RUN.seed}, after {cfg.train.epochs} epochs). {PROV}.")
 elif FIG_REC is not None:
     display(Markdown("The trained weights of the figure run are not on this machine, so the prototype and map "
@@ -188,6 +188,6 @@ if HAVE_MODEL:
     umat = P.u_matrix(model.som.prototypes.detach().float().cpu().numpy(), H, W, cfg.som.distance)
     lab = P.majority_labels(bmu, full.labels.numpy(), H, W)
     f = P.map_figure(hits, umat, lab)
-    E.show_figure(f, "fig-hitmap-umatrix", f"Left: how many of the {len(full):,} images have each unit as BMU "
+    B.show_figure(f, "fig-hitmap-umatrix", f"Left: how many of the {len(full):,} images have each unit as BMU "
                   f"(digits: the unit's majority label). Right: U-matrix, the mean {cfg.som.distance} distance "
                   f"between a prototype and its grid neighbours. {PROV}.")

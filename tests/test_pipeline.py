@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitsom import experiments as E
+from vitsom import experiments as E, book as B, reported as R
 from vitsom import plots as P
 from vitsom.pipeline import ipynb_text
 from vitsom.records import REPO_ROOT
 
 # What each page must show when the book is built for USPS alone (markers emitted by
-# experiments.show_table / show_figure).
+# book.show_table / show_figure).
 TABLES = {
     "01_clustering": ["tbl-runs", "tbl-clustering-purity", "tbl-clustering-all"],
     "02_classification": ["tbl-runs", "tbl-classification", "tbl-small-data"],
@@ -80,22 +80,22 @@ def test_every_run_config_is_valid_or_its_preset_is_reported_missing():
 
 
 def test_reported_numbers_cover_the_papers_tables():
-    by = lambda s: [r for r in E.REPORTED if r.section == s]  # noqa: E731
+    by = lambda s: [r for r in R.REPORTED if r.section == s]  # noqa: E731
     assert len(by("clustering")) == 5 * 4          # 5 models × (3 datasets + params)
     assert len(by("classification")) == 6 * 7      # 6 models × (6 datasets + params)
     assert len(by("train_time")) == len(by("inference_time")) == len(by("memory")) == 9
     assert len(by("figure_v1")) == 7
-    r = E.reported("clustering", E.VIT_SOM_40, "mnist")
+    r = R.reported("clustering", E.VIT_SOM_40, "mnist")
     assert (r.value, r.std) == (0.955, 0.001)
-    assert E.reported("classification", E.VIT_SOM_CLS, "cifar10").value == 0.920
-    assert "reported" in E.reported_cell("clustering", E.DESOM, "usps")
-    assert E.reported_cell("clustering", E.VIT_SOM_40, "params") == "5.0M (reported)"
+    assert R.reported("classification", E.VIT_SOM_CLS, "cifar10").value == 0.920
+    assert "reported" in R.reported_cell("clustering", E.DESOM, "usps")
+    assert R.reported_cell("clustering", E.VIT_SOM_40, "params") == "5.0M (reported)"
 
 
 def test_status_table_without_records(tmp_path):
     plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
-    st = E.status_table(plan)
-    assert len(st) == len(E.REPORTED)
+    st = R.status_table(plan)
+    assert len(st) == len(R.REPORTED)
     assert (st["ours"] == "—").all() and st["note"].str.len().gt(0).all()
     assert set(st.columns) >= {"paper", "ours", "difference", "seeds", "profile", "device", "note"}
 
@@ -111,16 +111,16 @@ def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
     plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
     out = E.execute(rs[2:] + rs[2:], plan, train_missing=True, log=lambda s: None)
     assert [o.status for o in out] == ["no-data", "no-data"] and "Flowers-17" in out[0].note
-    df = E.frame(out)
+    df = B.frame(out)
     assert list(df["status"]) == ["no-data", "no-data"]
 
 
 def test_mean_std_and_formatting():
-    assert E.mean_std([1.0, 3.0, None, float("nan")]) == (2.0, 1.0, 2)   # population std, as the paper
-    assert E.fmt(0.5, 0.01, 2) == "0.500 ± 0.010"
-    assert E.fmt(0.5, 0.0, 1) == "0.500"
-    assert E.fmt(float("nan")) == "—"
-    assert E.fmt_reported(0.955, 0.001) == "0.955 ± 0.001 (reported)"
+    assert B.mean_std([1.0, 3.0, None, float("nan")]) == (2.0, 1.0, 2)   # population std, as the paper
+    assert B.fmt(0.5, 0.01, 2) == "0.500 ± 0.010"
+    assert B.fmt(0.5, 0.0, 1) == "0.500"
+    assert B.fmt(float("nan")) == "—"
+    assert B.fmt_reported(0.955, 0.001) == "0.955 ± 0.001 (reported)"
 
 
 # ----------------------------------------------------------------------------- plots
@@ -212,7 +212,7 @@ def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
             assert img is not None and img.exists() and img.stat().st_size > 2000, (name, f, img)
         assert "Traceback" not in html, name
     status = (html_dir / "executed" / "status.html").read_text()
-    for title in E.SECTION_TITLES.values():
+    for title in R.SECTION_TITLES.values():
         assert title.split(" (")[0] in status, title
     assert "paper (reported)" in status and "Known deviations" in status and "status.csv" in status
     assert "0.955 ± 0.001" in status                      # a paper number

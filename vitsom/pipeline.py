@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import experiments as E
+from . import experiments as E, book as B, reported as R
 from .records import REPO_ROOT, git_commit
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -140,7 +140,7 @@ def write_status(build: Path, plan: E.Plan, timings: list[tuple[str, float, str]
     from . import plots
     gen = build / GENERATED
     plots.architecture_figure().savefig(gen / "architecture.png", dpi=110)
-    st = E.status_table(plan)
+    st = R.status_table(plan)
     st.to_csv(gen / "status.csv", index=False)
     (gen / "status.md").write_text(status_markdown(st, plan, timings, failures, command))
     (gen / "timings.json").write_text(json.dumps([{"stage": n, "seconds": round(s, 1), "result": r}
@@ -161,7 +161,7 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
     have = st[st["ours"] != "—"]
     lines = [
         "# Reproduction status", "",
-        E.profile_banner(plan.profile), "",
+        B.profile_banner(plan.profile), "",
         f"Built on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC from commit "
         f"`{(g.get('commit') or 'unknown')[:10]}`{' (with uncommitted changes)' if g.get('dirty') else ''} by "
         f"`{command}`. Profile **{plan.profile}**, seeds {', '.join(map(str, plan.seeds))}, datasets "
@@ -179,7 +179,7 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
     if failures:
         lines += ["```{warning}", "These notebooks failed in this build: "
                   + "; ".join(f"{k}: {v}" for k, v in failures.items()), "```", ""]
-    for section, title in E.SECTION_TITLES.items():
+    for section, title in R.SECTION_TITLES.items():
         sub = st[st["section"] == section]
         if sub.empty:
             continue
@@ -200,15 +200,15 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
             src = "**Ours:** no run of this section has a record in this build."
         else:
             src = "**Ours:** from several profiles/devices (see the column *ours from*)."
-        lines += [f"## {title}", "", E.SECTION_NOTES.get(section, ""), "",
+        lines += [f"## {title}", "", R.SECTION_NOTES.get(section, ""), "",
                   f"{src} **Paper:** {sub['source'].iloc[0]}; {len(got)} of {len(sub)} numbers have a counterpart "
                   "of ours.", "", _md_table(rows, cols), ""]
     lines += ["## Figures", "",
               "All four are drawn on the [figures page](07_figures.ipynb), from this build's records and weights.", "",
               _md_table([{"paper figure": f, "ours": "figures page", "how": how}
-                         for f, page, marker, how in E.FIGURES], ["paper figure", "ours", "how"]), "",
+                         for f, page, marker, how in R.FIGURES], ["paper figure", "ours", "how"]), "",
               "## Known deviations from the authors' protocol", ""]
-    lines += [f"{i}. **{t}.** {d}" for i, (t, d) in enumerate(E.DEVIATIONS, 1)]
+    lines += [f"{i}. **{t}.** {d}" for i, (t, d) in enumerate(R.DEVIATIONS, 1)]
     lines += ["", "## Not reproduced here, and why", "",
               "- **SOM-VAE, Swin-T, DeiT-T, MobileViT-T**: not implemented in this repository; their rows show the "
               "paper's numbers only. (The authors' repository has no SOM-VAE or ResNet34 code; our ResNet34 and "

@@ -1,0 +1,262 @@
+"""What the notebooks' pages are built from: records → DataFrames, formatted cells, HTML tables
+and figures with stable markers, and :func:`run_page`, every notebook's first step.
+
+Numbers are mean ± population std over seeds (``np.std``, as the paper). Nothing here trains:
+:func:`run_page` asks :func:`vitsom.experiments.execute` for the runs.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Sequence
+
+import numpy as np
+
+from .experiments import CLUSTERING_DATASETS, DATASET_NAMES, Outcome, Plan, execute, fetch_data, runs
+
+# ----------------------------------------------------------------------------- records → tables
+
+def device_label(rec: dict) -> str:
+    d = rec.get("device", {})
+    if d.get("type") == "cuda":
+        return f"cuda ({d.get('name', '?')})"
+    threads = d.get("cpu_threads")
+    return f"{d.get('type', '?')} ({d.get('name') or '?'}" + (f", {threads} threads)" if threads else ")")
+
+
+def record_row(rec: dict) -> dict[str, Any]:
+    """Flat numbers of one record (column names are what :data:`REPORTED` refers to)."""
+    m = rec.get("metrics", {})
+    p = rec.get("params", {})
+    cfg = rec.get("config", {})
+    epochs = cfg.get("train", {}).get("epochs") or 1
+    pm = rec.get("peak_memory", {})
+    row: dict[str, Any] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    test = rec.get("eval", {}).get("test", {})
+    if "heldout_purity" in test:
+        row["heldout_purity"] = test["heldout_purity"]
+    row.update(
+        params_total_M=p.get("total", float("nan")) / 1e6,
+        params_enc_head_M=(p.get("encoder", 0) + p.get("head", 0)) / 1e6,
+        params_som_M=p.get("som", 0) / 1e6,
+        wall_time_s=rec.get("wall_time_s"), train_time_s=rec.get("train_time_s"),
+        time_per_epoch_s=(rec.get("train_time_s") or float("nan")) / epochs,
+        inference_time_s=rec.get("inference_time_s"),
+        peak_cuda_gb=pm.get("cuda_max_allocated_gb", float("nan")),
+        peak_rss_gb=pm.get("process_max_rss_gb", float("nan")),
+        epochs=epochs, steps=rec.get("steps"), train_samples=rec.get("train_samples"),
+        profile=rec.get("profile"), device=device_label(rec), device_type=rec.get("device", {}).get("type"),
+    )
+    hist = rec.get("history") or []
+    if hist:
+        row["final_task_loss"] = hist[-1].get("task_loss")
+    sg = rec.get("diagnostics", {}).get("som_gradient", {})
+    if "ratio" in sg:
+        row["som_grad_ratio"] = sg["ratio"]          # |∇_enc γ·L_som| / |∇_enc L_task| at the end
+    pg = rec.get("diagnostics", {}).get("prototype_gradient", {})
+    if "rms_bmu_rows_over_eps" in pg:
+        row["proto_grad_over_eps"] = pg["rms_bmu_rows_over_eps"]   # RMS γ_t·∂L_som/∂W (BMU rows) / Adam's ε
+    return row
+
+
+def frame(outcomes: Sequence[Outcome]):
+    """One row per run (records and missing runs alike), with the run's labels and its numbers."""
+    import pandas as pd
+    rows = []
+    for o in outcomes:
+        r = o.run
+        row: dict[str, Any] = {"model": r.model, "dataset": r.dataset, "preset": r.preset,
+                               "overrides": " ".join(r.overrides), "seed": r.seed, "status": o.status, "note": o.note}
+        row.update(dict(r.factors))
+        if o.record is not None:
+            row.update(record_row(o.record))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, population std (np.std, as the paper) and count of the finite values."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std()), int(v.size)
+
+
+def fmt(mean: float, std: float | None = None, n: int | None = None, digits: int = 3) -> str:
+    """``0.936 ± 0.003`` (n ≥ 2), ``0.936`` (n = 1: the tables' provenance line gives the seeds), ``—``."""
+    if mean is None or not np.isfinite(mean):
+        return "—"
+    s = f"{mean:.{digits}f}"
+    if n == 1:
+        return s
+    if std is not None and np.isfinite(std):
+        s += f" ± {std:.{digits}f}"
+    return s
+
+
+def fmt_reported(value: float, std: float | None, digits: int = 3) -> str:
+    s = f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    return s + " (reported)"
+
+
+def cell(df, metric: str, digits: int = 3, **where) -> str:
+    """Formatted mean ± std of ``metric`` over the rows matching ``where`` (e.g. model=..., dataset=...)."""
+    sub = df
+    for k, v in where.items():
+        if k not in sub.columns:
+            return "—"
+        sub = sub[sub[k] == v]
+    if metric not in sub.columns or sub.empty:
+        return "—"
+    return fmt(*mean_std(sub[metric].tolist()), digits=digits)
+
+
+def status_of(df, **where) -> str:
+    """Why a cell is empty: the statuses of the matching runs, e.g. 'no-data'."""
+    sub = df
+    for k, v in where.items():
+        if k not in sub.columns:
+            return "not planned"
+        sub = sub[sub[k] == v]
+    if sub.empty:
+        return "not planned for this profile/selection"
+    st = sorted({f"{r.status}: {r.note}" if r.note else r.status for r in sub.itertuples()})
+    return "; ".join(st)
+
+
+def provenance(df, plan: Plan | None = None) -> str:
+    """'ours: profile smoke, cpu (x86_64, 2 threads), seeds 0' for the rows that have a record."""
+    if df is None or df.empty or "profile" not in df.columns or df["profile"].isna().all():
+        return "ours: no run records yet"
+    have = df[df["profile"].notna()]
+    profiles = ", ".join(sorted(set(have["profile"])))
+    devices = "; ".join(sorted(set(have["device"])))
+    seeds = ", ".join(str(s) for s in sorted(set(have["seed"])))
+    s = f"ours: profile {profiles} · device {devices} · seeds {seeds}"
+    if plan is not None and plan.extra:
+        s += " · extra overrides " + " ".join(plan.extra)
+    return s
+
+
+def profile_banner(profile: str) -> str:
+    """A plain statement of what the profile's numbers are (Markdown)."""
+    from .config import PROFILES as P
+    epochs, max_samples, _ = P[profile]
+    if profile == "smoke":
+        return (f"**Smoke profile: every number of ours on this page is a pipeline check, not a reproduction.** "
+                f"Each run trains {epochs} epochs on a fixed {max_samples:,}-image subset (the paper trains "
+                "500 epochs on the full data), so the scores below only show that the code runs end to end. "
+                "Run `make reproduce PROFILE=paper` on a GPU for the real comparison.")
+    if profile == "quick":
+        return (f"**Quick profile: a partial reproduction.** Each run trains {epochs} epochs on the full "
+                "data instead of the paper's 500; expect lower scores than the paper's.")
+    return "**Paper profile: the authors' full recipes** (500 epochs, full data); see the status page for known deviations."
+
+
+def show_table(df, table_id: str, caption: str, note: str = "", escape: bool = True) -> None:
+    """Display a DataFrame as an HTML table carrying a stable marker (``id`` and ``data-vitsom-table``).
+
+    ``escape=False`` for cells built with :func:`pair` (already escaped, with a line break)."""
+    from IPython.display import HTML, display
+    display(HTML(table_html(df, table_id, caption, note, escape)))
+
+
+def pair(ours: str, paper: str) -> str:
+    """One table cell holding ours above the paper's (reported) number."""
+    return (f'<span class="ours">ours: {html.escape(ours)}</span><br>'
+            f'<span class="paper">paper: {html.escape(paper)}</span>')
+
+
+def table_html(df, table_id: str, caption: str, note: str = "", escape: bool = True) -> str:
+    body = df.to_html(index=False, border=0, classes="vitsom-table", escape=escape, na_rep="—")
+    return (f'<div class="vitsom-table-wrap" id="{table_id}" data-vitsom-table="{table_id}">'
+            f'<p class="vitsom-caption"><b>{html.escape(caption)}</b></p>{body}'
+            + (f'<p class="vitsom-note">{html.escape(note)}</p>' if note else "") + "</div>")
+
+
+def show_figure(fig, figure_id: str, caption: str) -> None:
+    """Display a matplotlib Figure after a marker (``id``/``data-vitsom-figure``) and before its caption."""
+    import io
+    from IPython.display import HTML, Image, display
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)      # PNG bytes: works without pyplot's inline hooks
+    display(HTML(f'<div class="vitsom-figure" id="{figure_id}" data-vitsom-figure="{figure_id}"></div>'))
+    display(Image(data=buf.getvalue(), format="png"))
+    display(HTML(f'<p class="vitsom-caption">{html.escape(caption)}</p>'))
+
+
+def run_page(notebook: str, profile: str, seeds=None, datasets=None, results_dir=None,
+             extra_overrides: Sequence[str] = (), train_missing: bool = True, on_colab: bool = False):
+    """The shared first step of every notebook: plan → (fetch data on Colab) → banner → train or
+    read every run → table of runs. Returns ``(plan, outcomes, frame, provenance)``."""
+    from IPython.display import Markdown, display
+    plan = Plan.make(profile, seeds, datasets, results_dir, extra_overrides)
+    planned = runs(notebook, plan)
+    if on_colab and train_missing:
+        fetch_data(sorted({r.dataset for r in planned}))
+    display(Markdown(profile_banner(plan.profile)))
+    outcomes = execute(planned, plan, train_missing=train_missing)
+    df = frame(outcomes)
+    show_outcomes(outcomes)
+    return plan, outcomes, df, provenance(df, plan)
+
+
+def show_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """The run list of a notebook: what exists, what was trained, what could not run and why."""
+    import pandas as pd
+    rows = [{"preset": o.run.preset, "overrides": " ".join(o.run.overrides) or "—", "seed": o.run.seed,
+             "status": o.status, "note": o.note} for o in outcomes]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        show_table(df, "tbl-runs", "Runs of this page: none planned for this selection")
+        return
+    counts = df["status"].value_counts().to_dict()
+    df = (df.groupby(["preset", "overrides", "status", "note"], sort=False)["seed"]
+          .apply(lambda s: " ".join(map(str, s))).reset_index()[["preset", "overrides", "seed", "status", "note"]]
+          .rename(columns={"seed": "seeds"}))
+    show_table(df, "tbl-runs", "Runs of this page (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")")
+
+
+def missing_note(outcomes: Sequence[Outcome]) -> str:
+    """One sentence listing the runs without a record and why (so no cell is empty silently)."""
+    miss: dict[str, set[str]] = {}
+    for o in outcomes:
+        if o.record is None:
+            miss.setdefault(f"{o.status}: {o.note}" if o.note else o.status, set()).add(o.run.preset)
+    if not miss:
+        return "Every planned run has a record."
+    return "Runs without a record (shown as —): " + "; ".join(
+        f"{', '.join(sorted(p))} ({why})" for why, p in miss.items()) + "."
+
+
+
+def params_cell(df, metric: str = "params_total_M", datasets: Sequence[str] = CLUSTERING_DATASETS, **where) -> str:
+    """'5.02 M (MNIST)': the parameter count of the first dataset (in ``datasets`` order) with a record."""
+    for ds in datasets:
+        sub = df
+        for k, v in {**where, "dataset": ds}.items():
+            if k not in sub.columns:
+                return "—"
+            sub = sub[sub[k] == v]
+        if metric in sub.columns:
+            m, _, n = mean_std(sub[metric].tolist())
+            if n:
+                return f"{m:.2f} M ({DATASET_NAMES.get(ds, ds)})"
+    return "—"
+
+
+
+# ----------------------------------------------------------------------------- figure helpers (analysis)
+
+def umap_embed(z: np.ndarray, seed: int = 42) -> np.ndarray:
+    """UMAP with the authors' settings (n_neighbors 15, min_dist 0.1, cosine, random_state 42)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # umap/numba/tqdm import and fit warnings
+        import umap
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed).fit_transform(z)
+
+
+def subsample(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a fixed random subset of size min(n, k)."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.permutation(n)[:k]) if n > k else np.arange(n)
