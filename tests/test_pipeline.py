@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,29 @@ def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
     assert list(df["status"]) == ["no-data", "no-data"]
 
 
+def test_progress_lines_reach_the_terminal(tmp_path, capsys):
+    """What a notebook's training appends to $VITSOM_PROGRESS_LOG is printed by the pipeline as it
+    comes; epoch lines are thinned to one per ``every_s`` seconds (first and last epoch always)."""
+    from vitsom.pipeline import ProgressTail
+    with ProgressTail(tmp_path / "p.log", prefix="| ", every_s=0.05):
+        progress = E.ProgressLog(every_s=3600)                 # reads the path from the environment
+        assert progress.active and os.environ[E.PROGRESS_ENV] == str(tmp_path / "p.log")
+        progress.write("[1/2] usps-clustering seed 0: training, 3 epochs")
+        on_epoch = progress.epoch_callback("[1/2] usps-clustering seed 0")
+        for ep in (1, 2, 3):
+            on_epoch({"epoch": ep, "epochs": 3, "step": 10 * ep, "total_steps": 30, "loss": 0.5 / ep, "epoch_s": 120.0})
+        time.sleep(0.2)
+        mid = capsys.readouterr().out                          # printed while still running
+    out = mid + capsys.readouterr().out
+    assert "| [1/2] usps-clustering seed 0: training, 3 epochs" in mid
+    assert "epoch 1/3, loss 0.5, 120.0 s/epoch, about 4 min left" in out
+    assert "epoch 2/3" not in out                              # within every_s of epoch 1
+    assert "epoch 3/3, loss 0.1667, 120.0 s/epoch\n" in out    # the last epoch, nothing left
+    assert E.PROGRESS_ENV not in os.environ and not (tmp_path / "p.log").exists()
+    assert not E.ProgressLog().active                          # outside the pipeline: a no-op
+    assert E.human_seconds(45) == "45 s" and E.human_seconds(720) == "12 min" and E.human_seconds(11520) == "3.2 h"
+
+
 def test_mean_std_and_formatting():
     assert B.mean_std([1.0, 3.0, None, float("nan")]) == (2.0, 1.0, 2)   # population std, as the paper
     assert B.fmt(0.5, 0.01, 2) == "0.500 ± 0.010"
@@ -198,6 +222,9 @@ def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
                         "--seeds", "0", "--set", "train.max_train_samples=128", "--build-dir", str(build)],
                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    # training progress reached the terminal while the notebooks ran (and stayed out of the pages)
+    assert re.search(r"\| \[\d+/\d+\] usps-clustering seed 0: training, 2 epochs", p.stdout), p.stdout[-4000:]
+    assert re.search(r"\| \[\d+/\d+\] usps-clustering seed 0: epoch 2/2, loss ", p.stdout), p.stdout[-4000:]
     for stage in (*E.NOTEBOOKS, "status page", "jupyter-book build -W", "total"):
         assert re.search(rf"\d+\.\d s  {re.escape(stage)}", p.stdout), stage
     html_dir = build / "_build" / "html"
@@ -210,7 +237,7 @@ def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
         for f in FIGURES.get(name, []):
             img = _img_after(html, f, page)
             assert img is not None and img.exists() and img.stat().st_size > 2000, (name, f, img)
-        assert "Traceback" not in html, name
+        assert "Traceback" not in html and "s/epoch" not in html, name
     status = (html_dir / "executed" / "status.html").read_text()
     for title in R.SECTION_TITLES.values():
         assert title.split(" (")[0] in status, title

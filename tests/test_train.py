@@ -25,8 +25,11 @@ def test_training_raises_purity_and_is_deterministic(usps_root, isolated_results
     data = load_task_data(cfg, usps_root)
     torch.manual_seed(cfg.seed)
     untrained = evaluate(build_model(cfg), data.train, torch.device("cpu"), "clustering")
-    rec = train(cfg, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    epochs = []
+    rec = train(cfg, data_root=usps_root, device="cpu", progress=False, log=lambda s: None, on_epoch=epochs.append)
     assert rec["metrics"]["n"] == 2000
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5] and {e["epochs"] for e in epochs} == {5}
+    assert epochs[-1]["step"] == epochs[-1]["total_steps"] == rec["steps"] and epochs[-1]["epoch_s"] > 0
     assert rec["metrics"]["purity"] > untrained["purity"] + 0.3, (untrained, rec["metrics"])
     assert rec["metrics"]["recon_l1"] < untrained["recon_l1"]
     # the record is on disk, complete, with provenance

@@ -290,6 +290,50 @@ def snapshot_epochs(epochs: int) -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- running
 
+PROGRESS_ENV = "VITSOM_PROGRESS_LOG"
+
+
+def human_seconds(s: float) -> str:
+    """45 s, 12 min, 3.2 h."""
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+class ProgressLog:
+    """Training progress of a notebook, for the terminal that runs the pipeline.
+
+    The pipeline names a file in ``$VITSOM_PROGRESS_LOG`` before it executes a notebook and prints
+    what is appended to it, so a long profile is never silent while the executed notebook (and so the
+    book) stays free of progress output. Epoch lines are written for the first and last epoch and at
+    most every ``every_s`` seconds in between. Without the variable nothing is written (and
+    :func:`execute` shows a progress bar instead)."""
+
+    def __init__(self, path: str | None = None, every_s: float = 30.0):
+        self.path = path if path is not None else os.environ.get(PROGRESS_ENV) or None
+        self.every_s = every_s
+        self._last = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.path is not None
+
+    def write(self, line: str) -> None:
+        if self.path:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line.rstrip("\n") + "\n")
+
+    def epoch_callback(self, label: str) -> Callable[[dict], None]:
+        """An ``on_epoch`` for :func:`vitsom.train.train` writing '<label>: epoch 3/10, loss …, … left'."""
+        def on_epoch(e: dict) -> None:
+            now = time.monotonic()
+            if e["epoch"] not in (1, e["epochs"]) and now - self._last < self.every_s:
+                return
+            self._last = now
+            left = e["epoch_s"] * (e["epochs"] - e["epoch"])
+            self.write(f"{label}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}, "
+                       f"{e['epoch_s']:.1f} s/epoch" + (f", about {human_seconds(left)} left" if left > 0 else ""))
+        return on_epoch
+
+
 @dataclass
 class Outcome:
     run: Run
@@ -315,8 +359,10 @@ def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Call
     from .train import NonFiniteLossError, train
     out: list[Outcome] = []
     missing_data: dict[str, str] = {}
-    for r in rs:
+    progress = ProgressLog()
+    for i, r in enumerate(rs, 1):
         t0 = time.perf_counter()
+        ov = " ".join(r.overrides)
         if not preset_known(r.preset):
             o = Outcome(r, "unknown-preset", note="no such preset in vitsom")
         else:
@@ -330,20 +376,32 @@ def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Call
                 o = Outcome(r, "no-data", note=missing_data[cfg.dataset])
             else:
                 snaps = snapshot_epochs(cfg.train.epochs) if r.snapshots else ()
+                label = f"[{i}/{len(rs)}] {r.preset}{' ' + ov if ov else ''} seed {r.seed}"
+                progress.write(f"{label}: training, {cfg.train.epochs} epochs")
+
+                def train_log(msg: str) -> None:      # train's own lines (resume, summary) reach the terminal too
+                    log(msg)
+                    progress.write(msg)
                 try:
-                    rec = train(cfg, results=plan.results, data_root=plan.data_root, progress=False,
-                                snapshot_epochs=snaps, log=log)
+                    rec = train(cfg, results=plan.results, data_root=plan.data_root, progress=not progress.active,
+                                snapshot_epochs=snaps, log=train_log,
+                                on_epoch=progress.epoch_callback(label) if progress.active else None)
                     o = Outcome(r, "trained", rec)
-                except (vdata.DataNotFoundError, URLError):     # URLError: a failed download of a folder dataset
+                except (vdata.DataNotFoundError, URLError) as e:   # URLError: a failed download of a folder dataset
                     missing_data[cfg.dataset] = f"no {DATASET_NAMES.get(cfg.dataset, cfg.dataset)} data in VITSOM_DATA"
                     o = Outcome(r, "no-data", note=missing_data[cfg.dataset])
+                    progress.write(f"{label}: {missing_data[cfg.dataset]}, so its runs are skipped "
+                                   f"({str(e).splitlines()[0][:300]})")
                 except NonFiniteLossError as e:
                     o = Outcome(r, "diverged", note=str(e))
         o.seconds = time.perf_counter() - t0
         out.append(o)
-        ov = " ".join(r.overrides)
-        log(f"[{o.status:>14s}] {r.preset} {ov} seed {r.seed}" + (f" ({o.seconds:.0f} s)" if o.status == "trained" else "")
-            + (f": {o.note}" if o.note and o.status != "no-data" else ""))
+        line = (f"[{o.status:>14s}] {r.preset}{' ' + ov if ov else ''} seed {r.seed}"
+                + (f" ({o.seconds:.0f} s)" if o.status == "trained" else "")
+                + (f": {o.note}" if o.note and o.status != "no-data" else ""))
+        log(line)
+        if o.status in ("trained", "diverged", "unknown-preset"):
+            progress.write(line)
     skipped = [o for o in out if o.record is None]
     if skipped:
         log(f"{len(skipped)} of {len(out)} runs have no record: "

@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -98,16 +99,59 @@ def kernel_env() -> None:
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
 
+class ProgressTail:
+    """Print, while a notebook runs, the lines its training appends to the progress file
+    (:class:`vitsom.experiments.ProgressLog`): the kernel's outputs go into the notebook, not here."""
+
+    def __init__(self, path: Path, prefix: str = "           | ", every_s: float = 1.0):
+        self.path, self.prefix, self.every_s = path, prefix, every_s
+        self._pos = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ProgressTail":
+        self.path.unlink(missing_ok=True)
+        os.environ[E.PROGRESS_ENV] = str(self.path)          # the kernel inherits it when papermill starts it
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.drain()
+        os.environ.pop(E.PROGRESS_ENV, None)
+        self.path.unlink(missing_ok=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.drain()
+
+    def drain(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._pos)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        done = data.rfind(b"\n") + 1                        # only whole lines; a half-written one waits
+        self._pos += done
+        for line in data[:done].decode("utf-8", errors="replace").splitlines():
+            log(self.prefix + line)
+
+
 def execute_notebook(name: str, build: Path, params: dict) -> tuple[bool, str]:
-    """jupytext → papermill. Returns (ok, one-line summary of the page's runs or the error)."""
+    """jupytext → papermill. Returns (ok, one-line summary of the page's runs or the error). Training
+    progress is printed as it happens (:class:`ProgressTail`)."""
     import nbformat
     import papermill as pm
     out = build / GENERATED / f"{name}.ipynb"
     tmp = build / GENERATED / f".{name}.input.ipynb"
     nbformat.write(read_source(name), tmp)
     try:
-        pm.execute_notebook(str(tmp), str(out), parameters=params, kernel_name="python3", cwd=str(NOTEBOOK_DIR),
-                            progress_bar=False, log_output=False, request_save_on_cell_execute=True)
+        with ProgressTail(build / GENERATED / f".{name}.progress.log"):
+            pm.execute_notebook(str(tmp), str(out), parameters=params, kernel_name="python3",
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False,
+                                request_save_on_cell_execute=True)
         ok, msg = True, runs_summary(out)
     except pm.PapermillExecutionError as e:
         ok, msg = False, f"{e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''} (cell {e.exec_count}; "\

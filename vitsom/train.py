@@ -420,7 +420,8 @@ def _peak_memory(device: torch.device, rss_window: bool) -> dict[str, float | st
 def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: bool = False,
           progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
           stop_after_steps: int | None = None, deadline: float | None = None,
-          skip_unfinishable: bool = False, log: Callable[[str], None] = print) -> dict:
+          skip_unfinishable: bool = False, log: Callable[[str], None] = print,
+          on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train one configuration and return its run record (also written to ``results/``).
 
     An existing record for the same config key is returned as is unless ``force``. A checkpoint
@@ -430,7 +431,9 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     With ``skip_unfinishable`` as well, the run gives up early (checkpoint kept) once its
     measured epoch time says it cannot finish before ``deadline`` (see :func:`cannot_finish`); the
     record then says ``"unfinishable": True`` and the projected seconds. ``snapshot_epochs`` keeps
-    the weights after those epochs (0 = before training), for the latent-progression figure."""
+    the weights after those epochs (0 = before training), for the latent-progression figure.
+    ``on_epoch`` is called after every epoch with ``{"epoch", "epochs", "step", "total_steps",
+    "loss", "epoch_s"}`` (the pipeline turns it into progress lines on the terminal)."""
     cfg.validate()
     out_path = record_path(cfg, results)
     if out_path.exists() and not force:
@@ -541,6 +544,9 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
             atomic_torch_save(model.state_dict(), run_dir / f"epoch_{epoch + 1}.pt")
         save_checkpoint()
         epochs_here += 1
+        if on_epoch is not None:
+            on_epoch({"epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step, "total_steps": total_steps,
+                      "loss": v[0], "epoch_s": time.perf_counter() - t_whole_epoch})
         late = cannot_finish(time.perf_counter() - t_whole_epoch, cfg.train.epochs - epoch - 1, epochs_here,
                              deadline) if skip_unfinishable else None
         if late is not None:
