@@ -15,6 +15,7 @@ def test_priority_starts_with_usps_vit_som_and_covers_baselines():
     names = [i.preset for i in items]
     assert names.index("mnist-clustering") < names.index("desom-mnist") < names.index("fmnist-classification")
     assert all(len(i.seeds) >= 3 for i in items)
+    assert names.index("som-fmnist") < names.index("usps-clustering-24x24-v1") < names.index("fmnist-classification")
 
 
 def test_pending_skips_recorded_runs_and_packs_them(isolated_results, tmp_path):

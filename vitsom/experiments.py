@@ -58,6 +58,7 @@ QUICK_LABEL_FRACTIONS = (0.01, 0.1)
 # Row labels
 VIT_SOM_40, VIT_SOM_24, VIT_SOM_8 = "ViT-SOM (40×40)", "ViT-SOM (24×24)", "ViT-SOM (8×8, equal clusters)"
 HELDOUT = "ViT-SOM (40×40), held-out protocol"
+VIT_SOM_24_V1 = "ViT-SOM (24×24), v1-era recipe"
 DESOM, RAW_SOM = "DESOM", "SOM (24×24)"
 VIT_SOM_CLS, VIT_CLS, RESNET = "ViT-SOM-cls", "ViT-cls", "ResNet34"
 # The authors' code averages L_som over the K units as well as the batch, so its SOM term is K times
@@ -157,6 +158,7 @@ def runs(notebook: str, plan: Plan) -> list[Run]:
             if ds in extra_ds:
                 out += _seeded(plan, f"{ds}-clustering-8x8", model=VIT_SOM_8, dataset=ds)
                 out += _seeded(plan, f"{ds}-clustering", ("split=train",), model=HELDOUT, dataset=ds)
+                out += _seeded(plan, f"{ds}-clustering-24x24-v1", model=VIT_SOM_24_V1, dataset=ds)
             out += _seeded(plan, f"desom-{ds}", model=DESOM, dataset=ds)
             out += _seeded(plan, f"som-{ds}", model=RAW_SOM, dataset=ds)
     elif name == "classification":

@@ -57,8 +57,8 @@ def priority_list() -> list[Item]:
             return (0 if r.dataset == "usps" else 1 if p.endswith("-clustering") else 2, ds_order)
         if p.startswith(("desom-", "som-")) or p.endswith("-8x8") or r.overrides == ("split=train",):
             return (3, ds_order)
-        if p.endswith("-clustering"):
-            return (4, ds_order)                    # ablations
+        if p.endswith(("-clustering", "-24x24-v1")):
+            return (4, ds_order)                    # ablations, and the v1-era 24×24 recipe
         if r.dataset in ("mnist", "fmnist") and "classification" in p:
             return (5, -ds_order)                   # small-data test (Fashion-MNIST first)
         return (6, ds_order)

@@ -308,7 +308,9 @@ DEVIATIONS: list[tuple[str, str]] = [
     ("24×24 recipe",
      "The authors' repository has no 24×24 clustering config. Our 24×24 row keeps the 40×40 recipe (T_max 20, "
      "γ 0.005, 500 epochs, batch 128) and changes only the map; the paper's 24×24 numbers probably come from the "
-     "v1-era recipe (200 epochs, batch 256, T_max 24, γ 0.0005)."),
+     "v1-era recipe (200 epochs, batch 256, T_max 24, γ 0.0005). The clustering page also trains that recipe "
+     "(row \"ViT-SOM (24×24), v1-era recipe\": T_min 0.1, lr 5e-4, warm-up 10, weight decay 0) with today's model; "
+     "the v1 decoder was as wide as the encoder and its SOM also saw the CLS token, which we do not reproduce."),
     ("SOM-loss scale",
      "L_som is the mean over batch and units (the authors' code), K times smaller than the printed 1/N ΣΣ form; "
      "γ values are the code's."),
