@@ -94,7 +94,7 @@ for model in PAPER_ROWS + list(EXTRA_ROWS):
                                           R.reported_cell("clustering", paper_model, ds) if paper_model
                                           else "not in the paper")
     row["# params"] = B.pair(B.params_cell(df, "params_total_M", model=model),
-                             R.reported_cell("clustering", model, "params"))
+                             R.reported_cell("clustering", paper_model, "params") if paper_model else "not in the paper")
     rows.append(row)
 note = PROV + ". " + B.missing_note(outcomes)
 note += (f" The {E.VIT_SOM_24_V1} row trains the older recipe that probably produced the paper's 24×24 numbers "
