@@ -88,21 +88,19 @@ B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric ablat
 # A map whose every image has the same BMU has collapsed: purity is then the largest class's share.
 # Say so, with the numbers of the runs shown above, rather than leave a bare 0.17 in the table.
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
-if not have.empty and "units_used" in have.columns:
-    for (ds, dist), g in have.groupby(["dataset", "distance"], sort=False):
-        used = g["units_used"].tolist()
-        if max(used) <= 2:
-            display(Markdown(
-                f"**{dist.capitalize()} on {E.DATASET_NAMES[ds]}: the map collapsed.** In all {len(used)} run(s), "
-                f"every image ends on at most {int(max(used))} of the map's units (purity "
-                f"{B.fmt(*B.mean_std(g['purity'].tolist()))}, NMI {B.fmt(*B.mean_std(g['nmi'].tolist()))}). "
-                "What we think happens: the prototypes start uniform in [0, 1)ᴰ and are not normalised for this "
-                "distance, so one of them starts nearest to the whole cloud of latents and becomes every image's BMU. "
-                "The neighbourhood weights of every image then centre on that one unit, so every prototype is pulled "
-                "toward the same weighted centre of the batch, none moves into the cloud ahead of the winner, and "
-                "no second unit ever wins an image. (Checked on one quick USPS run: the winning prototype sat at the "
-                "centre of the latents, every other one far outside the cloud.) Cosine distance compares directions "
-                "of normalised prototypes, which is presumably why it does not fall into this state."))
+for (ds, dist), g in B.collapsed(df, ["dataset", "distance"]):
+    display(Markdown(
+        f"**{dist.capitalize()} on {E.DATASET_NAMES[ds]}: the map collapsed.** In all {len(g)} run(s), "
+        f"every image ends on {B.units_phrase(g['units_used'].max())} (purity "
+        f"{B.fmt(*B.mean_std(g['purity'].tolist()))}, NMI {B.fmt(*B.mean_std(g['nmi'].tolist()))}). "
+        "What we think happens: the prototypes start uniform in [0, 1)ᴰ and are not normalised for this "
+        "distance, so one of them starts nearest to the whole cloud of latents and becomes every image's BMU. "
+        "The neighbourhood weights of every image then centre on that one unit, so every prototype is pulled "
+        "toward the same weighted centre of the batch, none moves into the cloud ahead of the winner, and "
+        "no second unit ever wins an image. (Checked on one quick USPS run: the winning prototype sat at the "
+        "centre of the latents, every other one far outside the cloud.) Cosine distance with normalised "
+        "prototypes leaves this start under today's recipe, but not always: the clustering page's v1-era "
+        "recipe (γ = 0.0005) collapses the same way when the prototypes' steps are too small."))
 
 # %% tags=["hide-input"]
 if not have.empty:

@@ -139,6 +139,21 @@ def test_progress_lines_reach_the_terminal(tmp_path, capsys):
     assert E.human_seconds(45) == "45 s" and E.human_seconds(720) == "12 min" and E.human_seconds(11520) == "3.2 h"
 
 
+def test_collapsed_maps_are_found_by_units_used():
+    import pandas as pd
+    df = pd.DataFrame([
+        {"model": "a", "dataset": "usps", "status": "existing", "units_used": 1, "purity": 0.167},
+        {"model": "a", "dataset": "usps", "status": "existing", "units_used": 2, "purity": 0.167},
+        {"model": "b", "dataset": "usps", "status": "existing", "units_used": 1, "purity": 0.167},
+        {"model": "b", "dataset": "usps", "status": "existing", "units_used": 40, "purity": 0.8},   # one seed escaped
+        {"model": "c", "dataset": "usps", "status": "not-run", "units_used": None, "purity": None},
+    ])
+    found = B.collapsed(df, ["model", "dataset"])
+    assert [k for k, _ in found] == [("a", "usps")] and len(found[0][1]) == 2
+    assert B.collapsed(df.drop(columns="units_used"), ["model"]) == []
+    assert B.units_phrase(1.0) == "a single unit of the map" and B.units_phrase(2) == "at most 2 units of the map"
+
+
 def test_mean_std_and_formatting():
     assert B.mean_std([1.0, 3.0, None, float("nan")]) == (2.0, 1.0, 2)   # population std, as the paper
     assert B.fmt(0.5, 0.01, 2) == "0.500 ± 0.010"

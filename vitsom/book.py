@@ -123,6 +123,20 @@ def status_of(df, **where) -> str:
     return "; ".join(st)
 
 
+def collapsed(df, by: Sequence[str], max_units: int = 2) -> list[tuple[Any, Any]]:
+    """Groups of runs (grouped ``by`` columns) whose map collapsed: in every run, all images end on at
+    most ``max_units`` units, so purity is just the largest class's share."""
+    if df is None or df.empty or "units_used" not in df.columns:
+        return []
+    have = df[df["status"].isin(["existing", "trained"]) & df["units_used"].notna()]
+    return [(k, g) for k, g in have.groupby(list(by), sort=False) if g["units_used"].max() <= max_units]
+
+
+def units_phrase(k: float) -> str:
+    """'a single unit of the map' / 'at most 2 units of the map'."""
+    return "a single unit of the map" if int(k) == 1 else f"at most {int(k)} units of the map"
+
+
 def provenance(df, plan: Plan | None = None) -> str:
     """'ours: profile smoke, cpu (x86_64, 2 threads), seeds 0' for the rows that have a record."""
     if df is None or df.empty or "profile" not in df.columns or df["profile"].isna().all():

@@ -59,6 +59,7 @@ QUICK_LABEL_FRACTIONS = (0.01, 0.1)
 VIT_SOM_40, VIT_SOM_24, VIT_SOM_8 = "ViT-SOM (40×40)", "ViT-SOM (24×24)", "ViT-SOM (8×8, equal clusters)"
 HELDOUT = "ViT-SOM (40×40), held-out protocol"
 VIT_SOM_24_V1 = "ViT-SOM (24×24), v1-era recipe"
+VIT_SOM_24_V1_EPS = "ViT-SOM (24×24), v1-era recipe, Adam ε = 1e-12"
 DESOM, RAW_SOM = "DESOM", "SOM (24×24)"
 VIT_SOM_CLS, VIT_CLS, RESNET = "ViT-SOM-cls", "ViT-cls", "ResNet34"
 # The authors' code averages L_som over the K units as well as the batch, so its SOM term is K times
@@ -159,6 +160,8 @@ def runs(notebook: str, plan: Plan) -> list[Run]:
                 out += _seeded(plan, f"{ds}-clustering-8x8", model=VIT_SOM_8, dataset=ds)
                 out += _seeded(plan, f"{ds}-clustering", ("split=train",), model=HELDOUT, dataset=ds)
                 out += _seeded(plan, f"{ds}-clustering-24x24-v1", model=VIT_SOM_24_V1, dataset=ds)
+                out += _seeded(plan, f"{ds}-clustering-24x24-v1", (f"train.eps={SMALL_EPS:g}",),
+                               model=VIT_SOM_24_V1_EPS, dataset=ds)
             out += _seeded(plan, f"desom-{ds}", model=DESOM, dataset=ds)
             out += _seeded(plan, f"som-{ds}", model=RAW_SOM, dataset=ds)
     elif name == "classification":
