@@ -451,8 +451,13 @@ def ensure_snapshots(run: Run, plan: Plan, train_missing: bool = True,
         return have(), (f"the weight snapshots of {run.preset} seed {run.seed} are not on this machine (runs/ is "
                         "not committed); run the pipeline without --book-only to recreate them")
     scratch = runs_root() / "_figure_records"
-    log(f"weights of {run.preset} seed {run.seed} missing: training it again (record kept in {scratch})")
-    train(cfg, results=scratch, data_root=plan.data_root, force=True, progress=False, snapshot_epochs=want, log=log)
+    msg = f"weights of {run.preset} seed {run.seed} missing: training it again (record kept in {scratch})"
+    log(msg)
+    progress = ProgressLog()
+    progress.write(msg)
+    train(cfg, results=scratch, data_root=plan.data_root, force=True, progress=not progress.active,
+          snapshot_epochs=want, log=log,
+          on_epoch=progress.epoch_callback(f"{run.preset} seed {run.seed} (figure weights)") if progress.active else None)
     return have(), "weights were recreated by training the run again (the record shown is the original one)"
 
 
