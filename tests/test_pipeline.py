@@ -139,6 +139,31 @@ def test_progress_lines_reach_the_terminal(tmp_path, capsys):
     assert E.human_seconds(45) == "45 s" and E.human_seconds(720) == "12 min" and E.human_seconds(11520) == "3.2 h"
 
 
+def test_missing_figure_weights_are_retrained_without_touching_the_record(usps_root, isolated_results, tmp_path,
+                                                                          monkeypatch):
+    """runs/ is not committed: a record whose weights are gone gets them back by training again into a
+    scratch folder; the committed record stays as it was, and progress goes to the pipeline's file."""
+    import shutil
+    from vitsom.train import train
+    plan = E.Plan.make("smoke", seeds=[0], datasets=["usps"],
+                       extra=["train.max_train_samples=128", "som.height=4", "som.width=4"], data_root=usps_root)
+    run = E.Run("usps-clustering-8x8", (), 0, "m", "usps", snapshots=True)
+    cfg = run.config(plan.profile, plan.extra)
+    rec = train(cfg, data_root=usps_root, progress=False, log=lambda s: None)
+    weights = isolated_results / "runs" / cfg.key()
+    shutil.rmtree(weights)
+    got, note = E.ensure_snapshots(run, plan, train_missing=False, log=lambda s: None)
+    assert got == () and "not on this machine" in note
+    monkeypatch.setenv(E.PROGRESS_ENV, str(tmp_path / "progress.log"))
+    got, note = E.ensure_snapshots(run, plan, log=lambda s: None)
+    assert got == E.snapshot_epochs(cfg.train.epochs) and "recreated" in note
+    assert (weights / "model.pt").exists() and all((weights / f"epoch_{e}.pt").exists() for e in got)
+    assert json.loads((isolated_results / "results" / "smoke" / cfg.preset / f"{cfg.key()}.json").read_text()) \
+        == json.loads(json.dumps(rec))                                   # the record is untouched
+    progress = (tmp_path / "progress.log").read_text()
+    assert "training it again" in progress and "(figure weights): epoch 2/2" in progress
+
+
 def test_collapsed_maps_are_found_by_units_used():
     import pandas as pd
     df = pd.DataFrame([
