@@ -326,6 +326,11 @@ class ProgressLog:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line.rstrip("\n") + "\n")
 
+    def train_kwargs(self, label: str) -> dict[str, Any]:
+        """``progress``/``on_epoch`` for :func:`vitsom.train.train`: epoch lines into the file under
+        the pipeline, else train's own progress bar."""
+        return {"progress": not self.active, "on_epoch": self.epoch_callback(label) if self.active else None}
+
     def epoch_callback(self, label: str) -> Callable[[dict], None]:
         """An ``on_epoch`` for :func:`vitsom.train.train` writing '<label>: epoch 3/10, loss …, … left'."""
         def on_epoch(e: dict) -> None:
@@ -388,9 +393,8 @@ def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Call
                     log(msg)
                     progress.write(msg)
                 try:
-                    rec = train(cfg, results=plan.results, data_root=plan.data_root, progress=not progress.active,
-                                snapshot_epochs=snaps, log=train_log,
-                                on_epoch=progress.epoch_callback(label) if progress.active else None)
+                    rec = train(cfg, results=plan.results, data_root=plan.data_root, snapshot_epochs=snaps,
+                                log=train_log, **progress.train_kwargs(label))
                     o = Outcome(r, "trained", rec)
                 except (vdata.DataNotFoundError, URLError) as e:   # URLError: a failed download of a folder dataset
                     missing_data[cfg.dataset] = f"no {DATASET_NAMES.get(cfg.dataset, cfg.dataset)} data in VITSOM_DATA"
@@ -455,9 +459,8 @@ def ensure_snapshots(run: Run, plan: Plan, train_missing: bool = True,
     log(msg)
     progress = ProgressLog()
     progress.write(msg)
-    train(cfg, results=scratch, data_root=plan.data_root, force=True, progress=not progress.active,
-          snapshot_epochs=want, log=log,
-          on_epoch=progress.epoch_callback(f"{run.preset} seed {run.seed} (figure weights)") if progress.active else None)
+    train(cfg, results=scratch, data_root=plan.data_root, force=True, snapshot_epochs=want, log=log,
+          **progress.train_kwargs(f"{run.preset} seed {run.seed} (figure weights)"))
     return have(), "weights were recreated by training the run again (the record shown is the original one)"
 
 
