@@ -99,8 +99,8 @@ for (ds, dist), g in B.collapsed(df, ["dataset", "distance"]):
         "toward the same weighted centre of the batch, none moves into the cloud ahead of the winner, and "
         "no second unit ever wins an image. (Checked on one quick USPS run: the winning prototype sat at the "
         "centre of the latents, every other one far outside the cloud.) Cosine distance with normalised "
-        "prototypes leaves this start under today's recipe, but not always: the clustering page's v1-era "
-        "recipe (γ = 0.0005) collapses the same way when the prototypes' steps are too small."))
+        "prototypes leaves this start under today's recipe, but not always: with too small prototype steps it "
+        "can stay there too (see the clustering page's v1-era rows, γ = 0.0005)."))
 
 # %% tags=["hide-input"]
 if not have.empty:
