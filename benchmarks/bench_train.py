@@ -31,7 +31,8 @@ from vitsom.config import make_config  # noqa: E402
 from vitsom.multiseed import build_together  # noqa: E402
 from vitsom.records import atomic_write_json, device_info, git_commit  # noqa: E402
 from vitsom.som import gamma_at  # noqa: E402
-from vitsom.train import ArrayBatches, build_model, make_optimizer, make_train_step, resolve_device  # noqa: E402
+from vitsom.taskdata import ArrayBatches  # noqa: E402
+from vitsom.train import build_model, make_optimizer, make_train_step, resolve_device  # noqa: E402
 
 EPOCH = 70_000
 

@@ -68,7 +68,9 @@ extra_overrides = []     # config overrides added to every run (the tests use th
 # %% tags=["hide-input"]
 import torch  # noqa: E402
 
-from vitsom.train import load_task_data, load_trained, predict, resolve_device  # noqa: E402
+from vitsom.evaluation import predict  # noqa: E402
+from vitsom.taskdata import load_task_data  # noqa: E402
+from vitsom.train import load_trained, resolve_device  # noqa: E402
 
 plan, outcomes, df, PROV = B.run_page("07_figures", profile, seeds, datasets, results_dir, extra_overrides,
                                      train_missing, ON_COLAB)

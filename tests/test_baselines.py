@@ -6,7 +6,9 @@ import torch
 from vitsom import config as C
 from vitsom.baselines import DESOM, PixelSOM, ResNet34Classifier, build_baseline
 from vitsom.som import SOMLayer, SOMOutput
-from vitsom.train import build_model, evaluate, load_task_data, param_groups, train
+from vitsom.evaluation import evaluate
+from vitsom.taskdata import load_task_data
+from vitsom.train import build_model, param_groups, train
 from vitsom.vit import count_parameters
 
 
@@ -189,7 +191,8 @@ def test_bad_baseline_configs_are_clear_errors():
 def test_resnet34_learns_on_mnist(mnist_root, isolated_results):
     """32 steps on 512 MNIST images through the real classification path (normalised input,
     BatchNorm, label-smoothed CE, eval mode, top-1 on val/test)."""
-    from vitsom.train import input_norm, load_trained
+    from vitsom.taskdata import input_norm
+    from vitsom.train import load_trained
     cfg = C.make_config("resnet34-mnist", "smoke", 0, ["train.max_train_samples=512", "train.batch_size=32",
                                                        "train.epochs=2", "train.warmup_epochs=0", "train.lr=0.004",
                                                        "train.checkpoint_every=0"])

@@ -10,7 +10,8 @@ from plain_vitsom import make_plain, plain_som_loss, plain_step  # noqa: E402
 
 from vitsom import data as vdata  # noqa: E402
 from vitsom.config import make_config  # noqa: E402
-from vitsom.train import ArrayBatches, build_model, make_optimizer, make_train_step, train  # noqa: E402
+from vitsom.taskdata import ArrayBatches  # noqa: E402
+from vitsom.train import build_model, make_optimizer, make_train_step, train  # noqa: E402
 
 TINY = ["train.epochs=2", "train.max_train_samples=256", "train.batch_size=32", "som.height=6", "som.width=6",
         "som.t_max=3.0", "som.t_min=0.05", "train.lr=0.02", "train.warmup_epochs=1", "train.checkpoint_every=0"]

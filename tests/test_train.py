@@ -6,7 +6,9 @@ import torch
 
 from vitsom import config as C
 from vitsom import data as vdata
-from vitsom.train import NonFiniteLossError, build_model, evaluate, load_task_data, lr_factor, make_optimizer, train
+from vitsom.evaluation import evaluate
+from vitsom.taskdata import load_task_data
+from vitsom.train import NonFiniteLossError, build_model, lr_factor, make_optimizer, train
 
 # A short but real run: 2,000 USPS images, 5 epochs (155 steps), the paper's model with a 12×12 map,
 # T 4 → 0.05 and lr 0.02. With the full recipe's 40×40 map and T_max = 20 the map needs several
@@ -184,7 +186,7 @@ def _write_fake_cifar10(root, n_train=200, n_test=60):
 
 def test_colour_classification_goes_through_augmented_loader(tmp_path, isolated_results):
     """CIFAR-10 recipe (scaled down) on format-faithful fake files: loader path, record with top-1."""
-    from vitsom.train import LoaderBatches, uses_loader
+    from vitsom.taskdata import LoaderBatches, uses_loader
     _write_fake_cifar10(tmp_path / "data")
     cfg = C.make_config("cifar10-classification", "smoke", 0,
                         ["model.depth=1", "model.emb_dim=24", "model.heads=3", "model.dec_emb=6",

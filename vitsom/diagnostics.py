@@ -107,7 +107,7 @@ def prototype_gradient(model: nn.Module, cfg: RunConfig, x: torch.Tensor, step: 
 def first_training_batch(cfg: RunConfig, train_data, device: torch.device, norm) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's first training batch of epoch 0 (same order and input normalisation as training)."""
     from .data import ImageArrays
-    from .train import ArrayBatches, LoaderBatches
+    from .taskdata import ArrayBatches, LoaderBatches
     if isinstance(train_data, ImageArrays):
         nm = norm if norm is not None else (None, None)
         return next(ArrayBatches(train_data, cfg.train.batch_size, device, cfg.seed, *nm).epoch(0))
@@ -142,7 +142,8 @@ def add_diagnostics(record_file, data_root=None, device: str = "cpu") -> dict:
     from pathlib import Path
 
     from .records import atomic_write_json, git_commit, load_record, now_iso
-    from .train import input_norm, load_task_data, load_trained
+    from .taskdata import input_norm, load_task_data
+    from .train import load_trained
     path = Path(record_file)
     rec = load_record(path)
     model, cfg = load_trained(rec, device=device)

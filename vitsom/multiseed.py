@@ -24,8 +24,9 @@ from torch.func import functional_call, stack_module_state
 
 from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
-from .train import (ArrayBatches, NonFiniteLossError, autocast_dtype, build_model, cannot_finish, finish_run,
-                    input_norm, load_task_data, loss_terms, lr_factor, make_optimizer, reset_peak_rss, resolve_device)
+from .taskdata import ArrayBatches, input_norm, load_task_data
+from .train import (NonFiniteLossError, autocast_dtype, build_model, cannot_finish, finish_run, loss_terms, lr_factor,
+                    make_optimizer, reset_peak_rss, resolve_device)
 
 
 # One optimizer is built from the first member's recipe, so these must agree across members.
@@ -86,7 +87,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
         raise ValueError(f"{todo[0].preset}: seeds-together supports the ViT-SOM model with cosine or euclidean "
                          "distance (the chunked manhattan distance and BatchNorm baselines have no vmap rule); "
                          "run these seeds separately")
-    from .train import uses_loader
+    from .taskdata import uses_loader
     if uses_loader(todo[0]):
         raise ValueError(f"{todo[0].preset}: seeds-together runs need a GPU-resident dataset; colour "
                          "classification sets use a DataLoader with augmentation, run their seeds separately")

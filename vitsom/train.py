@@ -1,7 +1,8 @@
-"""Training and evaluation of ViT-SOM (plain PyTorch, no framework).
+"""Training of ViT-SOM and the baselines (plain PyTorch, no framework).
 
-``train(cfg)`` runs one configuration end to end: data → model → AdamW with the reference's LR
-recipe → per-step temperature and γ schedules → evaluation → an atomically written run record.
+``train(cfg)`` runs one configuration end to end: data (:mod:`vitsom.taskdata`) → model → AdamW
+with the reference's LR recipe → per-step temperature and γ schedules → evaluation
+(:mod:`vitsom.evaluation`) → an atomically written run record.
 It checkpoints every ``cfg.train.checkpoint_every`` steps and at each epoch end; rerunning the same
 config resumes from the checkpoint and reaches the same final result as an uninterrupted run.
 """
@@ -11,21 +12,19 @@ import math
 import os
 import resource
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import data as vdata
-from . import metrics
 from .config import RunConfig
+from .evaluation import evaluate
 from .records import (SCHEMA, atomic_torch_save, atomic_write_json, device_info, git_commit, load_record,
                       now_iso, record_path, runs_root)
-from .som import gamma_at, quantization_error, temperature_at, topographic_error
+from .som import gamma_at, temperature_at
+from .taskdata import ArrayBatches, LoaderBatches, TaskData, input_norm, labels_of, load_task_data
 from .vit import ViTSOM, count_parameters
 
 
@@ -152,231 +151,6 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig
         return torch.stack([loss.detach(), task.detach(), som.detach()])
 
     return step
-
-
-# ----------------------------------------------------------------------------- data
-
-@dataclass
-class TaskData:
-    train: vdata.ImageArrays | Dataset          # a Dataset (with augmentation) for colour classification
-    eval_sets: dict[str, vdata.ImageArrays | Dataset]   # clustering: {split: …}; classification: {"val", "test"}
-
-
-def uses_loader(cfg: RunConfig) -> bool:
-    """Colour classification sets (CIFAR, SVHN, PathMNIST, Flowers-17, Tiny-ImageNet) go through a
-    DataLoader with the reference's per-sample augmentation; everything else is GPU-resident."""
-    spec = vdata.get_spec(cfg.dataset)
-    return cfg.task == "classification" and (spec.channels == 3 or not spec.in_memory)
-
-
-def _labels_of(ds) -> np.ndarray:
-    if isinstance(ds, vdata.ImageArrays):
-        return ds.labels.numpy()
-    if isinstance(ds, Subset):
-        return _labels_of(ds.dataset)[np.asarray(ds.indices)]
-    return np.asarray(ds.targets)
-
-
-def _fixed_subset(n: int, k: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=g)[:k].sort().values
-
-
-def _download() -> bool:
-    """Download missing datasets where a source exists (default); ``VITSOM_DOWNLOAD=0`` turns it off."""
-    return os.environ.get("VITSOM_DOWNLOAD", "1") != "0"
-
-
-def load_task_data(cfg: RunConfig, root=None) -> TaskData:
-    """Arrays for training and evaluation, following the reference protocol.
-
-    Clustering: train and score on the same split (``all`` = train+test). Classification: the
-    official train split is split 80/20 train/val (generator seed 0), the official test split
-    scores. ``max_train_samples`` takes a fixed subset (seed 0: the same for every run seed);
-    ``label_fraction`` keeps a per-seed subset of the training labels."""
-    t = cfg.train
-    spec = vdata.get_spec(cfg.dataset)
-    if spec.channels != cfg.model.in_chans or spec.image_size != cfg.model.img_size:
-        raise ValueError(f"dataset {spec.name} has {spec.channels}×{spec.image_size}² images but the model "
-                         f"expects {cfg.model.in_chans}×{cfg.model.img_size}²")
-    if cfg.task == "clustering":
-        arrays = vdata.load_arrays(cfg.dataset, cfg.split, root, download=_download())
-        if t.max_train_samples and t.max_train_samples < len(arrays):
-            arrays = arrays.subset(_fixed_subset(len(arrays), t.max_train_samples, 0))
-        evals = {cfg.split: arrays}
-        if cfg.split == "train":   # held-out protocol: units labelled on train, scored on test
-            test = vdata.load_arrays(cfg.dataset, "test", root, download=_download())
-            if t.max_train_samples and t.max_train_samples < len(test):
-                test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 4, 1), 0))
-            evals["test"] = test
-        return TaskData(arrays, evals)
-    if uses_loader(cfg):
-        train, val, test = vdata.classification_splits(
-            cfg.dataset, root, seed=0, train_transform=vdata.build_transforms(cfg.dataset, True),
-            eval_transform=vdata.build_transforms(cfg.dataset, False), download=_download())
-        if t.label_fraction < 1:
-            train = Subset(train, _fixed_subset(len(train), max(1, round(len(train) * t.label_fraction)), cfg.seed).tolist())
-        if t.max_train_samples and t.max_train_samples < len(train):
-            train = Subset(train, _fixed_subset(len(train), t.max_train_samples, 0).tolist())
-            test = Subset(test, _fixed_subset(len(test), max(t.max_train_samples // 2, 1), 0).tolist())
-            val = Subset(val, _fixed_subset(len(val), max(t.max_train_samples // 4, 1), 0).tolist())
-        return TaskData(train, {"val": val, "test": test})
-    full = vdata.load_arrays(cfg.dataset, "train", root, download=_download())
-    test = vdata.load_arrays(cfg.dataset, "test", root, download=_download())
-    # the reference's random_split(train, [80 %, 20 %], generator seed 0)
-    tr_idx, va_idx = vdata._seeded_split(len(full), [int((1 - spec.val_fraction) * len(full))], 0)
-    train, val = full.subset(tr_idx.sort().values), full.subset(va_idx.sort().values)
-    if t.label_fraction < 1:
-        train = train.subset(_fixed_subset(len(train), max(1, round(len(train) * t.label_fraction)), cfg.seed))
-    if t.max_train_samples:   # profiles cap the data: training set, and evaluation sets in proportion
-        if t.max_train_samples < len(train):
-            train = train.subset(_fixed_subset(len(train), t.max_train_samples, 0))
-        if max(t.max_train_samples // 2, 1) < len(test):
-            test = test.subset(_fixed_subset(len(test), max(t.max_train_samples // 2, 1), 0))
-        if max(t.max_train_samples // 4, 1) < len(val):
-            val = val.subset(_fixed_subset(len(val), max(t.max_train_samples // 4, 1), 0))
-    return TaskData(train, {"val": val, "test": test})
-
-
-class ArrayBatches:
-    """Mini-batches from an in-memory dataset held on the training device as uint8.
-
-    Epoch e's order is a permutation from a generator seeded by (seed, e), so any epoch can be
-    replayed exactly after a resume; the last partial batch is dropped (the reference's drop_last)."""
-
-    def __init__(self, arrays: vdata.ImageArrays, batch_size: int, device: torch.device, seed: int,
-                 mean: float | None = None, std: float | None = None) -> None:
-        self.images = arrays.images.to(device)
-        self.labels = arrays.labels.to(device)
-        self.n, self.batch_size, self.device, self.seed = len(arrays), batch_size, device, seed
-        self.batch_size = min(batch_size, self.n)
-        self.mean, self.std = mean, std
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.n // self.batch_size
-
-    def to_float(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255.0)
-        if self.mean is not None:
-            x = (x - self.mean) / self.std
-        return x
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.n, generator=g).to(self.device)
-        for i in range(start, self.steps_per_epoch):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self.to_float(self.images[idx]), self.labels[idx]
-
-
-class LoaderBatches:
-    """Mini-batches through a DataLoader with per-sample CPU augmentation (the big colour sets).
-
-    Epoch e is shuffled by a generator seeded by (seed, e), so a resumed run replays the same
-    order; augmentation randomness is seeded per epoch as well (workers get derived seeds)."""
-
-    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, seed: int,
-                 num_workers: int | None = None) -> None:
-        self.dataset, self.device, self.seed = dataset, device, seed
-        self.batch_size = min(batch_size, len(dataset))
-        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.dataset) // self.batch_size
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        torch.manual_seed(self.seed * 1_000_003 + epoch)       # augmentation randomness of this epoch
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.dataset), generator=g)[start * self.batch_size:].tolist()
-        loader = DataLoader(Subset(self.dataset, order), batch_size=self.batch_size, drop_last=True,
-                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False)
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def predict(model: ViTSOM, arrays: vdata.ImageArrays, device: torch.device, batch_size: int = 512,
-            keep_latent: bool = False, amp: torch.dtype | None = None,
-            norm: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
-    """Forward the whole set (no sample dropped): BMU, top-2 distances, recon L1, logits, latents."""
-    model.eval()
-    out: dict[str, list] = {"bmu": [], "dist": [], "l1": [], "pred": [], "z": []}
-    if isinstance(arrays, vdata.ImageArrays):
-        def batches():
-            for s in range(0, len(arrays), batch_size):
-                x = arrays.images[s:s + batch_size].to(device).float().div_(255.0)
-                yield x, ((x - norm[0]) / norm[1] if norm else x)
-    else:   # a Dataset whose transform already normalises
-        def batches():
-            for x, _ in DataLoader(arrays, batch_size=batch_size, num_workers=min(8, os.cpu_count() or 1)):
-                x = x.to(device)
-                yield x, x
-    for x, xin in batches():
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            o = model(xin, temperature=1.0)
-        if o.som is not None:
-            d = o.som.distances.float()
-            out["bmu"].append(d.argmin(1).cpu())
-            out["dist"].append(d.cpu() if d.shape[1] <= 4096 else d.topk(2, 1, largest=False).values.cpu())
-        if o.recon is not None:
-            out["l1"].append((o.recon.float() - x).abs().flatten(1).mean(1).cpu())
-        if o.logits is not None:
-            out["pred"].append(o.logits.argmax(1).cpu())
-        if keep_latent:
-            out["z"].append(o.z.float().cpu())
-    model.train()
-    return {k: torch.cat(v) for k, v in out.items() if v}
-
-
-def kmeans_on_prototypes(model: nn.Module, bmu: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Cluster the prototypes into k groups (k-means, n_init 10, weighted by how many samples hit
-    each unit) and give each sample the group of its BMU. Returns the unit → group table."""
-    from sklearn.cluster import KMeans
-    w = model.som.prototypes.detach().float().cpu()
-    if model.som.distance == "cosine":
-        w = F.normalize(w, dim=1)
-    hits = np.bincount(bmu, minlength=w.shape[0]).astype(np.float64)
-    used = hits > 0
-    km = KMeans(n_clusters=min(k, int(used.sum())), n_init=10, random_state=seed)
-    km.fit(w[used].numpy(), sample_weight=hits[used])
-    return km.predict(w.numpy())
-
-
-def evaluate(model: nn.Module, arrays: vdata.ImageArrays, device: torch.device, task: str,
-             amp: torch.dtype | None = None, norm=None, kmeans_k: int = 0,
-             label_from: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
-    """Scores of one split. Clustering: purity and NMI with every unit a cluster, QE, TE, recon
-    L1; with ``kmeans_k``, ACC (Hungarian) and NMI after grouping the units into k clusters; with
-    ``label_from=(bmu, labels)`` of another split, held-out purity (units labelled there)."""
-    t0 = time.perf_counter()
-    p = predict(model, arrays, device, amp=amp, norm=norm)
-    res: dict[str, float] = {"n": len(arrays)}
-    labels = _labels_of(arrays)
-    if "bmu" in p:
-        bmu = p["bmu"].numpy()
-        res.update(purity=metrics.purity(bmu, labels), nmi=metrics.nmi(bmu, labels),
-                   units_used=int(np.unique(bmu).size))
-        res["_bmu"] = bmu
-        if kmeans_k:
-            group = kmeans_on_prototypes(model, bmu, kmeans_k)[bmu]
-            res.update(kmeans_acc=metrics.clustering_accuracy(group, labels), kmeans_nmi=metrics.nmi(group, labels))
-        if label_from is not None:
-            res["heldout_purity"] = metrics.heldout_purity(label_from[0], label_from[1], bmu, labels)
-        if p["dist"].shape[1] == model.som.num_units:
-            res.update(quantization_error=float(quantization_error(p["dist"])),
-                       topographic_error=float(topographic_error(p["dist"], model.som.coords.cpu(),
-                                                                 model.som.topology)))
-    if "l1" in p:
-        res["recon_l1"] = float(p["l1"].mean())
-    if "pred" in p:
-        res["top1"] = metrics.top1_accuracy(p["pred"].numpy(), labels)
-    res["eval_time_s"] = time.perf_counter() - t0
-    return res
 
 
 # ----------------------------------------------------------------------------- training
@@ -578,18 +352,6 @@ def cannot_finish(epoch_s: float, epochs_left: int, epochs_timed: int, deadline:
     return need if need > left else None
 
 
-def input_norm(cfg: RunConfig, device: torch.device):
-    """Input normalisation: none for clustering (pixels in [0,1]); the dataset's mean/std for
-    classification (0.5/0.5 for one channel)."""
-    spec = vdata.get_spec(cfg.dataset)
-    if cfg.task == "clustering":
-        return None
-    if spec.channels == 1:
-        return (0.5, 0.5)
-    return (torch.tensor(spec.mean, device=device).view(1, 3, 1, 1),
-            torch.tensor(spec.std, device=device).view(1, 3, 1, 1))
-
-
 def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.device, amp, norm, *,
                history: list, total_steps: int, batch_size: int, train_time: float, t_start: float,
                results=None, log: Callable[[str], None] = print, extra: dict | None = None,
@@ -603,7 +365,7 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
     for name, arr in data.eval_sets.items():
         label_from = None
         if name == "test" and cfg.task == "clustering":
-            label_from = (eval_res[cfg.split]["_bmu"], _labels_of(data.eval_sets[cfg.split]))
+            label_from = (eval_res[cfg.split]["_bmu"], labels_of(data.eval_sets[cfg.split]))
         eval_res[name] = evaluate(model, arr, dev, cfg.task, amp, norm, kmeans_k=k, label_from=label_from)
     for r in eval_res.values():
         r.pop("_bmu", None)
