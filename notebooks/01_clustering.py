@@ -148,8 +148,5 @@ rows = []
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
 for (model, ds), g in (have.groupby(["model", "dataset"], sort=False) if not have.empty else []):
     row = {"model": model, "dataset": E.DATASET_NAMES[ds], "seeds": len(g)}
-    for col, lab in METRICS:
-        row[lab] = B.fmt(*B.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 3) \
-            if col in g.columns else "—"
-    rows.append(row)
+    rows.append(row | B.metric_cells(g, METRICS))
 B.show_table(pd.DataFrame(rows), "tbl-clustering-all", "All clustering scores of our runs (ours only)", note=PROV)

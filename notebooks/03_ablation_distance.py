@@ -77,10 +77,7 @@ METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=
 rows = []
 for (ds, dist), g in (df.groupby(["dataset", "distance"], sort=False) if not df.empty else []):
     row = {"dataset": E.DATASET_NAMES[ds], "distance": dist, "status": ", ".join(sorted(set(g["status"])))}
-    for col, lab in METRICS:
-        row[lab] = B.fmt(*B.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 3) \
-            if col in g.columns else "—"
-    rows.append(row)
+    rows.append(row | B.metric_cells(g, METRICS))
 B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric ablation (ours only; the paper "
              "reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
 

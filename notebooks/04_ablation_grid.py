@@ -76,8 +76,7 @@ METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=
 rows = []
 for (ds, grid), g in (df.groupby(["dataset", "grid"], sort=False) if not df.empty else []):
     row = {"dataset": E.DATASET_NAMES[ds], "map": f"{grid}×{grid}", "units": grid * grid}
-    for col, lab in METRICS:
-        row[lab] = B.fmt(*B.mean_std(g[col].tolist())) if col in g.columns else "—"
+    row |= B.metric_cells(g, METRICS)
     paper = R.reported("clustering", f"ViT-SOM ({grid}×{grid})", ds)
     row["purity: paper"] = B.fmt_reported(paper.value, paper.std) if paper else "not in the paper"
     rows.append(row)

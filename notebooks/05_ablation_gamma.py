@@ -95,14 +95,7 @@ rows = []
 for (ds, g_, warm, eps), g in (df.groupby(["dataset", "gamma", "warmup", "eps"], sort=False) if not df.empty else []):
     row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "yes" if warm else "no", "Adam ε": f"{eps:.0e}",
            "status": ", ".join(sorted(set(g["status"])))}
-    for col, lab in METRICS:
-        if col in SCIENTIFIC:
-            v = g[col].dropna() if col in g.columns else g.iloc[:0, 0]
-            row[lab] = f"{v.mean():.1e}" if len(v) else "—"
-            continue
-        row[lab] = B.fmt(*B.mean_std(g[col].tolist()), digits=1 if col == "units_used" else 4) \
-            if col in g.columns else "—"
-    rows.append(row)
+    rows.append(row | B.metric_cells(g, METRICS, digits=4, scientific=SCIENTIFIC))
 B.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε ablation (ours only; the paper "
              "reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
 

@@ -187,6 +187,15 @@ def test_mean_std_and_formatting():
     assert B.fmt_reported(0.955, 0.001) == "0.955 ± 0.001 (reported)"
 
 
+def test_metric_cells_formats_each_column_of_a_group():
+    import pandas as pd
+    g = pd.DataFrame({"purity": [0.9, 0.8], "units_used": [10, 13], "ratio": [1e-5, float("nan")]})
+    cells = B.metric_cells(g, [("purity", "P"), ("units_used", "U"), ("ratio", "R"), ("absent", "A")],
+                           scientific=("ratio",))
+    assert cells == {"P": "0.850 ± 0.050", "U": "11.5 ± 1.5", "R": "1.0e-05", "A": "—"}
+    assert B.metric_cells(g.iloc[:1], [("purity", "P")], digits=2) == {"P": "0.90"}   # one run: no ± 0
+
+
 # ----------------------------------------------------------------------------- plots
 
 def test_u_matrix_and_tiles():
