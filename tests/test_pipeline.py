@@ -193,7 +193,7 @@ def test_metric_cells_formats_each_column_of_a_group():
     cells = B.metric_cells(g, [("purity", "P"), ("units_used", "U"), ("ratio", "R"), ("absent", "A")],
                            scientific=("ratio",))
     assert cells == {"P": "0.850 ± 0.050", "U": "11.5 ± 1.5", "R": "1.0e-05", "A": "—"}
-    assert B.metric_cells(g.iloc[:1], [("purity", "P")], digits=2) == {"P": "0.90"}   # one run: no ± 0
+    assert B.metric_cells(g.iloc[:1], [("purity", "P"), ("units_used", "U")], digits=2) == {"P": "0.90", "U": "10"}
 
 
 # ----------------------------------------------------------------------------- plots

@@ -96,15 +96,15 @@ def fmt(mean: float, std: float | None = None, n: int | None = None, digits: int
 def metric_cells(g: pd.DataFrame, metrics: Sequence[tuple[str, str]], digits: int = 3,
                  scientific: Sequence[str] = ()) -> dict[str, str]:
     """A table row's cells for the runs in ``g``: ``{label: "mean ± std"}`` for each ``(column,
-    label)`` of ``metrics`` (``—`` where no run has it). ``units_used`` gets one decimal; columns in
-    ``scientific`` (tiny diagnostics) show the mean alone, as ``1.2e-05``."""
+    label)`` of ``metrics`` (``—`` where no run has it). ``units_used`` gets one decimal (none for
+    a single run); columns in ``scientific`` (tiny diagnostics) show the mean alone, as ``1.2e-05``."""
     cells = {}
     for col, lab in metrics:
         m, s, n = mean_std(g[col].tolist() if col in g.columns else [])
         if col in scientific:
             cells[lab] = f"{m:.1e}" if n else "—"
         else:
-            cells[lab] = fmt(m, s, n, digits=1 if col == "units_used" else digits)
+            cells[lab] = fmt(m, s, n, digits=(0 if n == 1 else 1) if col == "units_used" else digits)
     return cells
 
 
