@@ -12,18 +12,22 @@
 # ---
 
 # %% [markdown]
-# # Ablation: distance metric
+# # Ablation: distance metric and SOM input
 #
 # [Open in Colab](https://colab.research.google.com/github/vitsom-companion/vitsom/blob/main/notebooks/03_ablation_distance.ipynb)
 # (the organisation `vitsom-companion` is a placeholder until the repository is published).
 #
-# The paper argues that the cosine distance suits high-dimensional ViT embeddings better than the
-# Euclidean or Manhattan distance (DESOM uses Manhattan). It reports no numbers for this, so this
-# page has no paper column: it is our own ablation. Everything else is the 40×40 clustering recipe
-# (in the smoke profile the 8×8 map, where the Manhattan distance costs a fraction as much). The
-# quantization error is measured in each map's own distance, so it cannot be compared across rows;
-# purity, NMI and the topographic error can. In the smoke and quick profiles the ablation runs on
-# USPS only (all three datasets in the paper profile).
+# Two choices decide what the SOM compares. **The distance:** the paper argues that the cosine
+# distance suits high-dimensional ViT embeddings better than the Euclidean or Manhattan distance
+# (DESOM uses Manhattan). **The SOM input:** the newest reference code gives the SOM the flattened
+# patch tokens without the CLS token (196 × 16 = 3,136 values on MNIST, 64 × 16 = 1,024 on USPS);
+# the code also supports the CLS token alone (16 values), the token a classifier reads. The paper
+# reports no numbers for either, so this page has no paper column: it is our own ablation.
+# Everything else is the 40×40 clustering recipe (in the smoke profile the 8×8 map, where the
+# Manhattan distance costs a fraction as much). The quantization error is measured in each map's own
+# distance and input space, so it cannot be compared across rows; purity, NMI and the topographic
+# error can. In the smoke and quick profiles the ablation runs on USPS only (all three datasets in
+# the paper profile).
 
 # %% tags=["hide-input"]
 # Setup. Locally: make the repository importable. On Colab: clone the repository, install it
@@ -74,18 +78,25 @@ plan, outcomes, df, PROV = B.run_page("03_ablation_distance", profile, seeds, da
 METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=10)"),
            ("topographic_error", "TE"), ("quantization_error", "QE (own metric)"), ("recon_l1", "recon L1"),
            ("units_used", "units used"), ("time_per_epoch_s", "train time / epoch (s)")]
+if not df.empty:
+    df["som_input"] = df["som_input"].map(E.SOM_INPUTS)
+    df["variant"] = [d if i == E.SOM_INPUTS["patches"] else f"{d}, {i}"
+                     for d, i in zip(df["distance"], df["som_input"])]
 rows = []
-for (ds, dist), g in (df.groupby(["dataset", "distance"], sort=False) if not df.empty else []):
-    row = {"dataset": E.DATASET_NAMES[ds], "distance": dist, "status": ", ".join(sorted(set(g["status"])))}
+for (ds, dist, inp), g in (df.groupby(["dataset", "distance", "som_input"], sort=False) if not df.empty else []):
+    row = {"dataset": E.DATASET_NAMES[ds], "distance": dist, "SOM input": inp,
+           "status": ", ".join(sorted(set(g["status"])))}
     rows.append(row | B.metric_cells(g, METRICS))
-B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric ablation (ours only; the paper "
-             "reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
+B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric and SOM input ablation (ours only; "
+             "the paper reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
 
 # %% tags=["hide-input"]
 # A map whose every image has the same BMU has collapsed: purity is then the largest class's share.
 # Say so, with the numbers of the runs shown above, rather than leave a bare 0.17 in the table.
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
-for (ds, dist), g in B.collapsed(df, ["dataset", "distance"]):
+# (The explanation is about the non-normalised distances; a CLS-token map is discussed below.)
+on_patches = df[df["som_input"] == E.SOM_INPUTS["patches"]] if not df.empty else df
+for (ds, dist), g in B.collapsed(on_patches, ["dataset", "distance"]):
     display(Markdown(
         f"**{dist.capitalize()} on {E.DATASET_NAMES[ds]}: the map collapsed.** In all {len(g)} run(s), "
         f"every image ends on {B.units_phrase(g['units_used'].max())} (purity "
@@ -100,10 +111,38 @@ for (ds, dist), g in B.collapsed(df, ["dataset", "distance"]):
         "can stay there too (see the clustering page's v1-era rows, γ = 0.0005)."))
 
 # %% tags=["hide-input"]
+# The CLS token alone: report what the runs show (units in use, purity beside the patch-token row).
+for ds in (have["dataset"].unique() if not have.empty else []):
+    cls = have[(have["dataset"] == ds) & (have["som_input"] == E.SOM_INPUTS["cls"])]
+    pat = have[(have["dataset"] == ds) & (have["som_input"] == E.SOM_INPUTS["patches"])
+               & (have["distance"] == "cosine")]
+    if cls.empty:
+        continue
+    text = (f"**The CLS token alone on {E.DATASET_NAMES[ds]}:** purity {B.fmt(*B.mean_std(cls['purity'].tolist()))} "
+            f"with {B.fmt(*B.mean_std(cls['units_used'].tolist()), digits=0)} units in use over {len(cls)} run(s)")
+    if not pat.empty:
+        text += (f", against {B.fmt(*B.mean_std(pat['purity'].tolist()))} and "
+                 f"{B.fmt(*B.mean_std(pat['units_used'].tolist()), digits=0)} units on the patch tokens")
+    text += "."
+    worse = not pat.empty and cls["purity"].mean() < pat["purity"].mean() - 0.05
+    if worse:   # the explanation below is for a CLS map clearly worse than the patch-token map
+        text += (" What we think happens: in this autoencoder nothing asks the CLS token to describe the image. "
+                 "The decoder reconstructs the patch tokens (it reads the CLS token only through attention), and "
+                 "the SOM's pull on the encoder is too weak to shape it")
+        if "som_grad_ratio" in cls.columns and cls["som_grad_ratio"].notna().any():
+            text += (f" (its gradient on the encoder is {cls['som_grad_ratio'].median():.1e} of the reconstruction "
+                     "gradient's at the end of training: the records' SOM-gradient diagnostic)")
+        text += (". So the CLS token ends up almost the same for every image, and the map has next to nothing to "
+                 "sort. (Checked on one quick USPS run, seed 0: the mean cosine between two images' CLS tokens was "
+                 "0.99, against 0.74 between their flattened patch tokens.) In the classification model the head "
+                 "reads the CLS token, so there it does carry the class.")
+    display(Markdown(text))
+
+# %% tags=["hide-input"]
 if not have.empty:
-    f = P.metric_bars_figure(have, "distance", [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
-                             title=f"Distance metric ({have['model'].iloc[0]})")
-    B.show_figure(f, "fig-ablation-distance", f"Purity, NMI and topographic error per distance (bars: mean, "
-                  f"error bars: std over seeds). {PROV}.")
+    f = P.metric_bars_figure(have, "variant", [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
+                             title=f"Distance metric and SOM input ({have['model'].iloc[0]})")
+    B.show_figure(f, "fig-ablation-distance", f"Purity, NMI and topographic error per distance and SOM input "
+                  f"(bars: mean, error bars: std over seeds). {PROV}.")
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))

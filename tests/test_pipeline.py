@@ -63,6 +63,12 @@ def test_every_notebook_has_a_plan_and_smoke_is_cut_down():
     keys = {(r.preset, r.overrides) for r in E.runs("01_clustering", paper)}
     grid = [(r.preset, r.overrides) for r in E.runs("04_ablation_grid", paper) if r.dataset == "usps"]
     assert sum(k in keys for k in set(grid)) == 3
+    # the distance page: 3 distances on patch tokens + cosine on the CLS token alone, which must reach the config
+    dist = E.runs("03_ablation_distance", E.Plan.make("quick", datasets=["usps"], seeds=[0]))
+    assert sorted((dict(r.factors)["distance"], dict(r.factors)["som_input"]) for r in dist) == \
+        [("cosine", "cls"), ("cosine", "patches"), ("euclidean", "patches"), ("manhattan", "patches")]
+    cls_run = next(r for r in dist if dict(r.factors)["som_input"] == "cls")
+    assert cls_run.config("quick").som.som_input == "cls" and set(E.SOM_INPUTS) == {"patches", "cls"}
     # the γ sweep: 6 values × warm-up on/off, γ = 0 once
     gam = E.runs("05_ablation_gamma", E.Plan.make("paper", datasets=["usps"], seeds=[0]))
     assert len(gam) == 11 + len(E.SMALL_EPS_GAMMAS)          # 6 γ × warm-up on/off (γ = 0 once) + the ε = 1e-12 reruns

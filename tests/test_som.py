@@ -202,3 +202,21 @@ def test_prototype_init_is_normalised_for_cosine_only():
     assert torch.allclose(som.SOMLayer(2, 2, 5).prototypes.norm(dim=1), torch.ones(4))
     w = som.SOMLayer(2, 2, 5, distance="euclidean").prototypes
     assert (w >= 0).all() and (w < 1).all() and not torch.allclose(w.norm(dim=1), torch.ones(4))
+
+
+def test_cls_som_input_sees_only_the_cls_token():
+    """som_input='cls': the SOM's input is the CLS token (emb_dim values), so changing a patch token's
+    final value changes nothing the SOM sees, and the SOM loss reaches the CLS token's parameter."""
+    from vitsom.vit import ViTSOM
+    torch.manual_seed(0)
+    model = ViTSOM(8, 1, 2, 8, 1, 2, 2.0, 4, 1, 0, (3, 3), som_input="cls")
+    assert model.latent_dim == 8 and model.som.prototypes.shape == (9, 8)
+    out = model(torch.rand(4, 1, 8, 8), temperature=1.0)
+    assert torch.equal(out.z, out.tokens[:, 0])
+    tokens = out.tokens.detach().clone()
+    tokens[:, 1:] += 1.0
+    assert torch.equal(model.latent(tokens), out.z.detach())
+    out.som.loss.backward()
+    assert model.vit.cls_token.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="som_input"):
+        ViTSOM(8, 1, 2, 8, 1, 2, 2.0, 4, 1, 0, (3, 3), som_input="mean")

@@ -35,6 +35,7 @@ DATASET_NAMES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "usps": "USPS", "c
                  "tinyimagenet": "Tiny-ImageNet", "pathmnist": "MedMNIST (PathMNIST)"}
 
 DISTANCES = ("cosine", "euclidean", "manhattan")
+SOM_INPUTS = {"patches": "patch tokens", "cls": "CLS token"}     # som.som_input → the book's label
 GRID_SIZES = (8, 16, 24, 32, 40)
 SMOKE_GRID_SIZES = (8, 24, 40)           # the clustering table's maps: nothing extra to train
 GAMMAS = (0.0, 0.0005, 0.001, 0.005, 0.01, 0.05)
@@ -175,7 +176,11 @@ def runs(notebook: str, plan: Plan) -> list[Run]:
         for ds in plan.ablation_datasets():
             for d in DISTANCES:
                 ov = () if d == "cosine" else (f"som.distance={d}",)
-                out += _seeded(plan, f"{ds}{base}", ov, model=label, dataset=ds, factors=(("distance", d),))
+                out += _seeded(plan, f"{ds}{base}", ov, model=label, dataset=ds,
+                               factors=(("distance", d), ("som_input", "patches")))
+            # what the SOM sees: the CLS token alone (emb_dim values) instead of the flattened patch tokens
+            out += _seeded(plan, f"{ds}{base}", ("som.som_input=cls",), model=label, dataset=ds,
+                           factors=(("distance", "cosine"), ("som_input", "cls")))
     elif name == "ablation_grid":
         for ds in plan.ablation_datasets():
             for g in (SMOKE_GRID_SIZES if plan.smoke else GRID_SIZES):

@@ -344,6 +344,6 @@ DEVIATIONS: list[tuple[str, str]] = [
      "during the run (Linux VmHWM, reset when the run starts); records made before 2026-11-27, or on systems "
      "without /proc/self/clear_refs, hold the process's lifetime maximum instead (their rss_scope says which)."),
     ("Ablations",
-     "The paper reports no ablation numbers (digest §0.3); our distance, grid-size and γ ablations have no "
-     "paper counterpart. The grid ablation keeps T_max = 20 for every map size."),
+     "The paper reports no ablation numbers (digest §0.3); our distance, SOM-input, grid-size and γ ablations "
+     "have no paper counterpart. The grid ablation keeps T_max = 20 for every map size."),
 ]
