@@ -80,8 +80,8 @@ METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=
            ("units_used", "units used"), ("time_per_epoch_s", "train time / epoch (s)")]
 if not df.empty:
     df["som_input"] = df["som_input"].map(E.SOM_INPUTS)
-    df["variant"] = [d if i == E.SOM_INPUTS["patches"] else f"{d}, {i}"
-                     for d, i in zip(df["distance"], df["som_input"])]
+    df["distance / SOM input"] = [d if i == E.SOM_INPUTS["patches"] else f"{d}\n{i}"
+                                  for d, i in zip(df["distance"], df["som_input"])]
 rows = []
 for (ds, dist, inp), g in (df.groupby(["dataset", "distance", "som_input"], sort=False) if not df.empty else []):
     row = {"dataset": E.DATASET_NAMES[ds], "distance": dist, "SOM input": inp,
@@ -140,7 +140,7 @@ for ds in (have["dataset"].unique() if not have.empty else []):
 
 # %% tags=["hide-input"]
 if not have.empty:
-    f = P.metric_bars_figure(have, "variant", [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
+    f = P.metric_bars_figure(have, "distance / SOM input", [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
                              title=f"Distance metric and SOM input ({have['model'].iloc[0]})")
     B.show_figure(f, "fig-ablation-distance", f"Purity, NMI and topographic error per distance and SOM input "
                   f"(bars: mean, error bars: std over seeds). {PROV}.")

@@ -237,6 +237,16 @@ def test_plot_functions_return_figures():
         f.savefig(os.devnull, format="png")
 
 
+def test_bar_error_bars_are_the_population_std_of_the_tables():
+    """Two seeds at 0 and 1: mean 0.5, population std 0.5 (the tables'), sample std 0.71 (seaborn's "sd")."""
+    import pandas as pd
+    from vitsom import plots as P
+    fig = P.metric_bars_figure(pd.DataFrame({"distance": ["cosine", "cosine"], "purity": [0.0, 1.0]}),
+                               "distance", [("purity", "purity")])
+    spans = [sorted(line.get_ydata()) for line in fig.axes[0].lines if len(line.get_ydata()) == 2]
+    assert len(spans) == 1 and np.allclose(spans[0], [0.0, 1.0])
+
+
 # ----------------------------------------------------------------------------- notebooks
 
 def test_notebook_ipynb_files_match_their_sources():

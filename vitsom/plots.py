@@ -188,6 +188,13 @@ def map_figure(hits: np.ndarray, umat: np.ndarray, labels_map: np.ndarray | None
     return fig
 
 
+def population_sd(values) -> tuple[float, float]:
+    """Error bar for seaborn: mean ± population std (np.std, ddof 0), as the tables and the paper;
+    seaborn's own ("sd", 1) uses the sample std, which would not match the table beside the figure."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean() - v.std()), float(v.mean() + v.std())
+
+
 def majority_labels(bmu: np.ndarray, labels: np.ndarray, height: int, width: int) -> np.ndarray:
     """(height, width) majority label of the samples on each unit (−1 where none)."""
     k = height * width
@@ -257,7 +264,7 @@ def metric_vs_factor_figure(df, x: str, metrics: Sequence[tuple[str, str]], hue:
         if sub.empty:
             ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center")
         else:
-            sns.lineplot(data=sub, x=x, y=col, hue=hue, marker="o", errorbar=("sd", 1), err_style="bars", ax=ax,
+            sns.lineplot(data=sub, x=x, y=col, hue=hue, marker="o", errorbar=population_sd, err_style="bars", ax=ax,
                          legend=bool(hue) and ax is axes[0])
         if logx:
             ax.set_xscale("log", base=2)
@@ -291,7 +298,7 @@ def metric_bars_figure(df, x: str, metrics: Sequence[tuple[str, str]], title: st
         if sub.empty:
             ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center")
         else:
-            sns.barplot(data=sub, x=x, y=col, errorbar=("sd", 1), ax=ax, color="#6baed6")
+            sns.barplot(data=sub, x=x, y=col, errorbar=population_sd, ax=ax, color="#6baed6")
         ax.set_ylabel(lab)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3, axis="y")
