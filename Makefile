@@ -14,10 +14,10 @@ RESULTS ?=
 VITSOM_DATA ?= $(CURDIR)/data
 export VITSOM_DATA
 
-.PHONY: install test reproduce notebooks book clean bench help
+.PHONY: install test reproduce notebooks book plan clean bench help
 
 help:
-	@echo "make install | test | reproduce [PROFILE=smoke|quick|paper SEEDS='0 1' DATASETS='usps mnist' RESULTS=dir] | book | bench | clean"
+	@echo "make install | test | reproduce [PROFILE=smoke|quick|paper SEEDS='0 1' DATASETS='usps mnist' RESULTS=dir] | book | plan | bench | clean"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ reproduce: install
 
 book: install
 	$(PY) -m vitsom.pipeline --profile $(PROFILE) --book-only $(if $(RESULTS),--results $(RESULTS))
+
+# which runs of PROFILE have a record and which are missing (nothing is trained)
+plan: install
+	$(PY) -m vitsom plan --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DATASETS),--datasets $(DATASETS)) $(if $(RESULTS),--results $(RESULTS))
 
 bench: install
 	$(PY) benchmarks/bench_train.py

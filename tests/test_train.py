@@ -1,5 +1,6 @@
 """End-to-end training on real USPS (CPU, seconds), determinism, resume, and bad input."""
 import json
+import re
 
 import pytest
 import torch
@@ -199,3 +200,27 @@ def test_colour_classification_goes_through_augmented_loader(tmp_path, isolated_
     rec = train(cfg, data_root=tmp_path / "data", device="cpu", progress=False, log=lambda s: None)
     assert 0.0 <= rec["metrics"]["top1"] <= 1.0 and rec["metrics"]["n"] == 60
     assert rec["steps"] == 5
+
+
+def test_cli_plan_lists_the_runs_with_and_without_a_record(tmp_path, capsys):
+    """`python -m vitsom plan` counts a committed record as present and everything else as missing."""
+    import shutil
+    from vitsom import experiments as E
+    from vitsom.__main__ import main
+    from vitsom.records import record_path
+    plan = E.Plan.make("quick", seeds=[0], datasets=["usps"], results=tmp_path)
+    n = len(E.all_runs(plan))
+    committed = record_path(C.make_config("usps-clustering-8x8", "quick", 0))   # a record in results/quick
+    assert committed.exists()
+    args = ["plan", "--profile", "quick", "--seeds", "0", "--datasets", "usps", "--results", str(tmp_path)]
+    assert main(args) == 0
+    assert f"0 of {n} runs have a record" in capsys.readouterr().out
+    target = record_path(C.make_config("usps-clustering-8x8", "quick", 0), tmp_path)
+    target.parent.mkdir(parents=True)
+    shutil.copy(committed, target)
+    assert main(args + ["--missing"]) == 0
+    out = capsys.readouterr().out
+    assert f"1 of {n} runs have a record" in out
+    assert "usps-clustering-8x8 " not in out and "missing seeds 0" in out     # --missing hides the complete one
+    assert main(args) == 0
+    assert re.search(r"1/1\s+usps-clustering-8x8\s+pages 01,04", capsys.readouterr().out)

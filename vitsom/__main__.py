@@ -1,5 +1,5 @@
 """Command line: ``python -m vitsom train --preset NAME [--profile P] [--seed S] [--set k=v …]``,
-``presets``, ``show --preset NAME`` and ``diagnose RECORD.json …``."""
+``presets``, ``show --preset NAME``, ``plan --profile P [--missing]`` and ``diagnose RECORD.json …``."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     sh.add_argument("--preset", required=True)
     sh.add_argument("--profile", default="paper", choices=list(PROFILES))
     sh.add_argument("--set", dest="overrides", action="append", default=[])
+    pl = sub.add_parser("plan", help="list the book's runs for a profile: which have a record, which are missing")
+    pl.add_argument("--profile", default="quick", choices=list(PROFILES))
+    pl.add_argument("--seeds", nargs="+", default=None, help="default: the profile's seeds")
+    pl.add_argument("--datasets", nargs="+", default=None, help="default: every dataset")
+    pl.add_argument("--results", default=None, help="results folder (default: ./results)")
+    pl.add_argument("--missing", action="store_true", help="list only the runs that lack a record")
     dg = sub.add_parser("diagnose", help="add the SOM gradient-share diagnostic to existing run records "
                                          "(needs their weights in runs/<key>/model.pt)")
     dg.add_argument("records", nargs="+", help="record JSON files, e.g. results/quick/*/KEY.json")
@@ -48,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "show":
             print(json.dumps(make_config(args.preset, args.profile, 0, args.overrides).to_dict(), indent=1))
             return 0
+        if args.cmd == "plan":
+            return print_plan(args.profile, args.seeds, args.datasets, args.results, args.missing)
         if args.cmd == "diagnose":
             from .diagnostics import add_diagnostics
             for f in args.records:
@@ -73,6 +81,36 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def print_plan(profile: str, seeds, datasets, results, missing_only: bool = False) -> int:
+    """One line per recipe of the book's plan (preset + overrides): the seeds with a record, the
+    seeds without, and the pages that show it. Nothing is trained or loaded beyond the records."""
+    from . import experiments as E
+    plan = E.Plan.make(profile, seeds=seeds, datasets=datasets, results=results)
+    pages: dict[tuple, list[str]] = {}
+    for nb in E.NOTEBOOKS:
+        for r in E.runs(nb, plan):
+            pages.setdefault((r.preset, r.overrides), []).append(nb[:2])
+    outcomes = E.execute(E.all_runs(plan), plan, train_missing=False, log=lambda _: None)
+    groups: dict[tuple, dict[str, list[int]]] = {}
+    for o in outcomes:
+        g = groups.setdefault((o.run.preset, o.run.overrides), {"have": [], "missing": []})
+        g["have" if o.record is not None else "missing"].append(o.run.seed)
+    print(f"profile {plan.profile}, seeds {' '.join(map(str, plan.seeds))}, results in "
+          f"{plan.results or 'results/'}{plan.profile}/")
+    for (preset, ov), g in groups.items():
+        if missing_only and not g["missing"]:
+            continue
+        have = f"{len(g['have'])}/{len(g['have']) + len(g['missing'])}"
+        miss = f"  missing seeds {' '.join(map(str, g['missing']))}" if g["missing"] else ""
+        recipe = preset + (" " + " ".join(f"--set {o}" for o in ov) if ov else "")
+        print(f"  {have:>5s}  {recipe:58s} pages {','.join(dict.fromkeys(pages[(preset, ov)]))}{miss}")
+    n_have = sum(o.record is not None for o in outcomes)
+    print(f"{n_have} of {len(outcomes)} runs have a record; train a missing one with "
+          f"`python -m vitsom train --profile {plan.profile} --preset NAME [--set k=v] --seed S`, "
+          f"or all of them with `make reproduce PROFILE={plan.profile}`")
     return 0
 
 
