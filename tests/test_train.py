@@ -224,3 +224,6 @@ def test_cli_plan_lists_the_runs_with_and_without_a_record(tmp_path, capsys):
     assert "usps-clustering-8x8 " not in out and "missing seeds 0" in out     # --missing hides the complete one
     assert main(args) == 0
     assert re.search(r"1/1\s+usps-clustering-8x8\s+pages 01,04", capsys.readouterr().out)
+    # a recipe with a missing seed gets its existing record's wall time, as a guide
+    assert main([*args[:4], "0", "1", *args[5:]]) == 0
+    assert re.search(r"1/2\s+usps-clustering-8x8 .*missing seeds 1 \(a record took .+ on cpu", capsys.readouterr().out)

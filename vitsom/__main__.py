@@ -88,16 +88,19 @@ def print_plan(profile: str, seeds, datasets, results, missing_only: bool = Fals
     """One line per recipe of the book's plan (preset + overrides): the seeds with a record, the
     seeds without, and the pages that show it. Nothing is trained or loaded beyond the records."""
     from . import experiments as E
+    from .book import device_label
     plan = E.Plan.make(profile, seeds=seeds, datasets=datasets, results=results)
     pages: dict[tuple, list[str]] = {}
     for nb in E.NOTEBOOKS:
         for r in E.runs(nb, plan):
             pages.setdefault((r.preset, r.overrides), []).append(nb[:2])
     outcomes = E.execute(E.all_runs(plan), plan, train_missing=False, log=lambda _: None)
-    groups: dict[tuple, dict[str, list[int]]] = {}
+    groups: dict[tuple, dict[str, list]] = {}
     for o in outcomes:
-        g = groups.setdefault((o.run.preset, o.run.overrides), {"have": [], "missing": []})
+        g = groups.setdefault((o.run.preset, o.run.overrides), {"have": [], "missing": [], "walls": []})
         g["have" if o.record is not None else "missing"].append(o.run.seed)
+        if o.record is not None and o.record.get("wall_time_s"):
+            g["walls"].append((o.record["wall_time_s"], device_label(o.record)))
     print(f"profile {plan.profile}, seeds {' '.join(map(str, plan.seeds))}, results in "
           f"{plan.results or 'results/'}{plan.profile}/")
     for (preset, ov), g in groups.items():
@@ -105,6 +108,9 @@ def print_plan(profile: str, seeds, datasets, results, missing_only: bool = Fals
             continue
         have = f"{len(g['have'])}/{len(g['have']) + len(g['missing'])}"
         miss = f"  missing seeds {' '.join(map(str, g['missing']))}" if g["missing"] else ""
+        if g["missing"] and g["walls"]:    # what one of its records took, as a guide to the missing ones
+            wall, dev = max(g["walls"])
+            miss += f" (a record took {E.human_seconds(wall)} on {dev})"
         recipe = preset + (" " + " ".join(f"--set {o}" for o in ov) if ov else "")
         print(f"  {have:>5s}  {recipe:58s} pages {','.join(dict.fromkeys(pages[(preset, ov)]))}{miss}")
     n_have = sum(o.record is not None for o in outcomes)
