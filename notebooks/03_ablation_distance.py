@@ -26,8 +26,10 @@
 # Everything else is the 40×40 clustering recipe (in the smoke profile the 8×8 map, where the
 # Manhattan distance costs a fraction as much). The quantization error is measured in each map's own
 # distance and input space, so it cannot be compared across rows; purity, NMI and the topographic
-# error can. In the smoke and quick profiles the ablation runs on USPS only (all three datasets in
-# the paper profile).
+# error can. The column mean cos(z, z′) is the mean cosine similarity between two images' SOM inputs
+# (on one training batch of the trained model): near 1, every image looks the same to the SOM. In
+# the smoke and quick profiles the ablation runs on USPS only (all three datasets in the paper
+# profile).
 
 # %% tags=["hide-input"]
 # Setup. Locally: make the repository importable. On Colab: clone the repository, install it
@@ -77,7 +79,8 @@ plan, outcomes, df, PROV = B.run_page("03_ablation_distance", profile, seeds, da
 # %% tags=["hide-input"]
 METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=10)"),
            ("topographic_error", "TE"), ("quantization_error", "QE (own metric)"), ("recon_l1", "recon L1"),
-           ("units_used", "units used"), ("time_per_epoch_s", "train time / epoch (s)")]
+           ("units_used", "units used"), ("latent_cosine", "mean cos(z, z′)"),
+           ("time_per_epoch_s", "train time / epoch (s)")]
 if not df.empty:
     df["som_input"] = df["som_input"].map(E.SOM_INPUTS)
     df["distance / SOM input"] = [d if i == E.SOM_INPUTS["patches"] else f"{d}\n{i}"
@@ -132,10 +135,12 @@ for ds in (have["dataset"].unique() if not have.empty else []):
         if "som_grad_ratio" in cls.columns and cls["som_grad_ratio"].notna().any():
             text += (f" (its gradient on the encoder is {cls['som_grad_ratio'].median():.1e} of the reconstruction "
                      "gradient's at the end of training: the records' SOM-gradient diagnostic)")
-        text += (". So the CLS token ends up almost the same for every image, and the map has next to nothing to "
-                 "sort. (Checked on one quick USPS run, seed 0: the mean cosine between two images' CLS tokens was "
-                 "0.99, against 0.74 between their flattened patch tokens.) In the classification model the head "
-                 "reads the CLS token, so there it does carry the class.")
+        text += ". So the CLS token ends up almost the same for every image, and the map has next to nothing to sort"
+        if "latent_cosine" in have.columns and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():
+            text += (f": the mean cosine between two images' CLS tokens is {cls['latent_cosine'].mean():.2f}, against "
+                     f"{pat['latent_cosine'].mean():.2f} between their flattened patch tokens (the table's "
+                     "mean cos(z, z′) column, measured on one training batch of the trained model)")
+        text += (". In the classification model the head reads the CLS token, so there it does carry the class.")
     display(Markdown(text))
 
 # %% tags=["hide-input"]

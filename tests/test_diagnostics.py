@@ -65,3 +65,62 @@ def test_prototype_gradient_matches_the_training_loss():
     assert pg["rms_bmu_rows"] == pytest.approx(float(g[bmu].double().pow(2).mean().sqrt()), rel=1e-4)
     assert pg["adam_eps"] == 1e-6 and pg["rms_bmu_rows_over_eps"] == pytest.approx(pg["rms_bmu_rows"] / 1e-6)
     assert pg["gamma_t"] == pytest.approx(0.3 * 10 / 20)            # warm-up: γ·t/⌊S/2⌋
+
+
+def test_mean_pairwise_cosine_matches_a_loop():
+    from vitsom.diagnostics import mean_pairwise_cosine
+    torch.manual_seed(0)
+    z = torch.randn(7, 5) + 0.5
+    loop = [float(torch.nn.functional.cosine_similarity(z[i], z[j], dim=0))
+            for i in range(7) for j in range(7) if i != j]
+    assert mean_pairwise_cosine(z) == pytest.approx(sum(loop) / len(loop), abs=1e-6)
+    assert mean_pairwise_cosine(torch.ones(4, 3) * torch.arange(1, 5.0)[:, None]) == pytest.approx(1.0)   # one direction
+    assert mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="n ≥ 2"):
+        mean_pairwise_cosine(torch.ones(1, 3))
+
+
+def test_run_diagnostics_measure_latent_spread_even_at_gamma_zero():
+    """Every ViT-SOM record gets the SOM inputs' spread; the gradient diagnostics only when γ > 0."""
+    from vitsom.data import ImageArrays
+    from vitsom.diagnostics import mean_pairwise_cosine, run_diagnostics
+    arrays = ImageArrays(torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8), torch.zeros(40, dtype=torch.long),
+                         "usps", 10)
+    for gamma, expected in ((0.005, {"latent_spread", "som_gradient", "prototype_gradient"}), (0.0, {"latent_spread"})):
+        cfg = make_config("usps-clustering", "smoke", 0, ["som.height=4", "som.width=4", "train.batch_size=16",
+                                                           f"som.gamma={gamma}"])
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        diag = run_diagnostics(model, cfg, arrays, torch.device("cpu"), None, total_steps=10)
+        assert set(diag) == expected, diag
+        ls = diag["latent_spread"]
+        assert ls["batch"] == 16 and ls["dim"] == 64 * 16 and -1.0 <= ls["mean_pairwise_cosine"] <= 1.0
+        from vitsom.diagnostics import first_training_batch
+        x, _ = first_training_batch(cfg, arrays, torch.device("cpu"), None)
+        with torch.no_grad():
+            assert ls["mean_pairwise_cosine"] == pytest.approx(mean_pairwise_cosine(model(x).z), rel=1e-6)
+
+
+def test_diagnose_adds_only_what_a_record_lacks(usps_root, isolated_results):
+    """`python -m vitsom diagnose` on a record made before a diagnostic existed: the missing one is
+    measured from the saved weights and marked as measured after training; the others stay as the run
+    wrote them, unless --redo."""
+    import json
+    from vitsom.__main__ import main
+    from vitsom.records import record_path
+    from vitsom.train import train
+    cfg = make_config("usps-clustering", "smoke", 0, ["train.epochs=1", "train.max_train_samples=256",
+                                                       "som.height=4", "som.width=4", "train.checkpoint_every=0"])
+    rec = train(cfg, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    path = record_path(cfg)
+    written = rec["diagnostics"]["latent_spread"]
+    old = json.loads(path.read_text())
+    del old["diagnostics"]["latent_spread"]                # as a record from before this diagnostic
+    path.write_text(json.dumps(old))
+    assert main(["diagnose", str(path), "--data", str(usps_root)]) == 0
+    new = json.loads(path.read_text())["diagnostics"]
+    assert new["latent_spread"]["mean_pairwise_cosine"] == pytest.approx(written["mean_pairwise_cosine"], rel=1e-6)
+    assert "measured_after_training" in new["latent_spread"]
+    assert new["som_gradient"] == old["diagnostics"]["som_gradient"]     # untouched
+    assert main(["diagnose", str(path), "--data", str(usps_root), "--redo"]) == 0
+    assert "measured_after_training" in json.loads(path.read_text())["diagnostics"]["som_gradient"]

@@ -44,6 +44,8 @@ def test_training_raises_purity_and_is_deterministic(usps_root, isolated_results
     assert sg["ratio"] > 0 and sg["task_grad_norm"] > 0 and sg["batch"] == 64, sg
     pg = on_disk["diagnostics"]["prototype_gradient"]    # the prototypes' gradient next to Adam's ε
     assert pg["rms_bmu_rows"] > 0 and pg["adam_eps"] == 1e-8, pg
+    ls = on_disk["diagnostics"]["latent_spread"]         # how alike the SOM's inputs are
+    assert -1.0 < ls["mean_pairwise_cosine"] < 1.0 and ls["batch"] == 64, ls
     # same seed → identical metrics (forced rerun)
     again = train(short_cfg(), data_root=usps_root, device="cpu", progress=False, force=True, log=lambda s: None)
     assert again["metrics"] == rec["metrics"]

@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--datasets", nargs="+", default=None, help="default: every dataset")
     pl.add_argument("--results", default=None, help="results folder (default: ./results)")
     pl.add_argument("--missing", action="store_true", help="list only the runs that lack a record")
-    dg = sub.add_parser("diagnose", help="add the SOM gradient-share diagnostic to existing run records "
-                                         "(needs their weights in runs/<key>/model.pt)")
+    dg = sub.add_parser("diagnose", help="add the diagnostics (SOM gradient share, prototype gradient, latent "
+                                         "spread) that existing run records lack (needs their weights in "
+                                         "runs/<key>/model.pt)")
     dg.add_argument("records", nargs="+", help="record JSON files, e.g. results/quick/*/KEY.json")
     dg.add_argument("--data", default=None)
+    dg.add_argument("--redo", action="store_true", help="measure every diagnostic again, not only the missing ones")
     args = ap.parse_args(argv)
 
     try:
@@ -59,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "diagnose":
             from .diagnostics import add_diagnostics
             for f in args.records:
-                sg = add_diagnostics(f, data_root=args.data).get("diagnostics", {}).get("som_gradient")
-                print(f"{f}: " + (json.dumps({k: sg[k] for k in ("ratio", "cosine", "gamma_t")}) if sg and "ratio" in sg
-                                  else json.dumps(sg) if sg else "no SOM term (γ = 0 or not a ViT-SOM): nothing to measure"))
+                diag = add_diagnostics(f, data_root=args.data, redo=args.redo).get("diagnostics", {})
+                shown = {"som_gradient": ("ratio", "cosine", "gamma_t"), "latent_spread": ("mean_pairwise_cosine",)}
+                parts = {k: ({name: d[name] for name in fields if name in d} if "error" not in d else d)
+                         for k, fields in shown.items() if (d := diag.get(k))}
+                print(f"{f}: " + (json.dumps(parts) if parts else "not a ViT-SOM run: nothing to measure"))
             return 0
         from .train import train
         cfgs = [make_config(args.preset, args.profile, seed, args.overrides) for seed in args.seed]

@@ -52,6 +52,9 @@ def record_row(rec: dict) -> dict[str, Any]:
     sg = rec.get("diagnostics", {}).get("som_gradient", {})
     if "ratio" in sg:
         row["som_grad_ratio"] = sg["ratio"]          # |∇_enc γ·L_som| / |∇_enc L_task| at the end
+    ls = rec.get("diagnostics", {}).get("latent_spread", {})
+    if "mean_pairwise_cosine" in ls:
+        row["latent_cosine"] = ls["mean_pairwise_cosine"]   # mean cos between two images' SOM inputs (one batch)
     pg = rec.get("diagnostics", {}).get("prototype_gradient", {})
     if "rms_bmu_rows_over_eps" in pg:
         row["proto_grad_over_eps"] = pg["rms_bmu_rows_over_eps"]   # RMS γ_t·∂L_som/∂W (BMU rows) / Adam's ε

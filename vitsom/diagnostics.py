@@ -14,6 +14,10 @@ The prototypes feel only the SOM term, through Adam(W): an update is lr·m/(√v
 gradient is far below ε (1e-8 by default), that is ≈ lr·g/ε, plain SGD whose step grows linearly
 with γ, instead of Adam's scale-free step of about lr. :func:`prototype_gradient` measures where the
 prototypes sit: the RMS of γ_t·∂L_som/∂W over the units that are some image's BMU, next to ε.
+
+What the map is given to sort matters as much: :func:`mean_pairwise_cosine` of the SOM inputs z over
+one batch says how alike the images look to the SOM (1: all the same direction, which under the
+cosine distance leaves the map nothing to sort).
 """
 from __future__ import annotations
 
@@ -104,6 +108,29 @@ def prototype_gradient(model: nn.Module, cfg: RunConfig, x: torch.Tensor, step: 
             "step": int(step)}
 
 
+def mean_pairwise_cosine(z: torch.Tensor) -> float:
+    """Mean cosine similarity over the n·(n−1) ordered pairs of distinct rows of ``z`` (n, D):
+    with unit rows u_i, Σ_{i≠j} ⟨u_i, u_j⟩ = ‖Σ_i u_i‖² − n."""
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"need a (n ≥ 2, D) batch of latents, got shape {tuple(z.shape)}")
+    u = F.normalize(z.double(), dim=1)
+    s = u.sum(0)
+    n = u.shape[0]
+    return float((s @ s - n) / (n * (n - 1)))
+
+
+@torch.no_grad()
+def latent_spread(model: nn.Module, x: torch.Tensor) -> dict:
+    """How alike the SOM's inputs z are on the batch ``x``: their mean pairwise cosine similarity."""
+    was_training = model.training
+    model.eval()
+    try:
+        z = model(x, temperature=1.0).z.float()
+    finally:
+        model.train(was_training)
+    return {"mean_pairwise_cosine": mean_pairwise_cosine(z), "batch": int(x.shape[0]), "dim": int(z.shape[1])}
+
+
 def first_training_batch(cfg: RunConfig, train_data, device: torch.device, norm) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's first training batch of epoch 0 (same order and input normalisation as training)."""
     from .data import ImageArrays
@@ -116,29 +143,35 @@ def first_training_batch(cfg: RunConfig, train_data, device: torch.device, norm)
 
 def run_diagnostics(model: nn.Module, cfg: RunConfig, train_data, device: torch.device, norm,
                     total_steps: int) -> dict:
-    """What a run record stores under ``diagnostics``: the SOM's gradient share on the trained
-    model at the final step, for ViT-SOM runs with γ > 0 (else empty). Never raises: a failure is
-    recorded as an error string so that a finished training run is never lost to a diagnostic."""
-    if cfg.model.arch != "vit" or getattr(model, "som", None) is None or cfg.som.gamma == 0:
+    """What a run record stores under ``diagnostics``, for ViT-SOM runs (else empty): the SOM inputs'
+    spread on the trained model, and for γ > 0 the SOM's gradient share and the prototypes' gradient
+    at the final step. Never raises: a failure is recorded as an error string so that a finished
+    training run is never lost to a diagnostic."""
+    if cfg.model.arch != "vit" or getattr(model, "som", None) is None:
         return {}
+    where = "trained model, first training batch, final γ_t and T_t, fp32"
     try:
         x, y = first_training_batch(cfg, train_data, device, norm)
-        share = som_gradient_share(model, cfg, x, y, max(total_steps - 1, 0), total_steps)
-        where = "trained model, first training batch, final γ_t and T_t, fp32"
-        out = {"som_gradient": {**share, "where": where}}
-        try:
-            out["prototype_gradient"] = {**prototype_gradient(model, cfg, x, max(total_steps - 1, 0), total_steps),
-                                         "where": where}
-        except Exception as e:     # noqa: BLE001 — see docstring
-            out["prototype_gradient"] = {"error": f"{type(e).__name__}: {e}"}
-        return out
     except Exception as e:     # noqa: BLE001 — see docstring
         return {"som_gradient": {"error": f"{type(e).__name__}: {e}"}}
+    step = max(total_steps - 1, 0)
+    measures = {"latent_spread": (lambda: latent_spread(model, x), "trained model, first training batch, eval mode")}
+    if cfg.som.gamma != 0:
+        measures["som_gradient"] = (lambda: som_gradient_share(model, cfg, x, y, step, total_steps), where)
+        measures["prototype_gradient"] = (lambda: prototype_gradient(model, cfg, x, step, total_steps), where)
+    out: dict = {}
+    for name, (measure, at) in measures.items():
+        try:
+            out[name] = {**measure(), "where": at}
+        except Exception as e:     # noqa: BLE001 — see docstring
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
+    return out
 
 
-def add_diagnostics(record_file, data_root=None, device: str = "cpu") -> dict:
-    """Measure the diagnostics of an existing record from its saved weights (``runs/<key>/model.pt``)
-    and write them into the record (atomically), noting the commit that measured them."""
+def add_diagnostics(record_file, data_root=None, device: str = "cpu", redo: bool = False) -> dict:
+    """Measure the diagnostics an existing record lacks (all of them with ``redo``) from its saved
+    weights (``runs/<key>/model.pt``) and write them into the record (atomically), noting the commit
+    that measured them."""
     from pathlib import Path
 
     from .records import atomic_write_json, git_commit, load_record, now_iso
@@ -149,11 +182,14 @@ def add_diagnostics(record_file, data_root=None, device: str = "cpu") -> dict:
     model, cfg = load_trained(rec, device=device)
     dev = torch.device(device)
     data = load_task_data(cfg, data_root)
+    old = rec.get("diagnostics", {})
     diag = run_diagnostics(model, cfg, data.train, dev, input_norm(cfg, dev), rec["steps"])
+    if not redo:     # keep what was measured when the run finished; add only what it lacks
+        diag = {k: v for k, v in diag.items() if k not in old or "error" in old[k]}
     if not diag:
         return rec
     for v in diag.values():
         v["measured_after_training"] = {"git": git_commit(), "created": now_iso()}
-    rec["diagnostics"] = {**rec.get("diagnostics", {}), **diag}
+    rec["diagnostics"] = {**old, **diag}
     atomic_write_json(path, rec)
     return rec
