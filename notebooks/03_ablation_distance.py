@@ -137,8 +137,8 @@ for ds in (have["dataset"].unique() if not have.empty else []):
                      "gradient's at the end of training: the records' SOM-gradient diagnostic)")
         text += ". So the CLS token ends up almost the same for every image, and the map has next to nothing to sort"
         if "latent_cosine" in have.columns and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():
-            text += (f": the mean cosine between two images' CLS tokens is {cls['latent_cosine'].mean():.2f}, against "
-                     f"{pat['latent_cosine'].mean():.2f} between their flattened patch tokens (the table's "
+            text += (f": the mean cosine between two images' CLS tokens is {cls['latent_cosine'].mean():.3f}, against "
+                     f"{pat['latent_cosine'].mean():.3f} between their flattened patch tokens (the table's "
                      "mean cos(z, z′) column, measured on one training batch of the trained model)")
         text += (". In the classification model the head reads the CLS token, so there it does carry the class.")
     display(Markdown(text))
