@@ -136,7 +136,8 @@ for ds in (have["dataset"].unique() if not have.empty else []):
             text += (f" (its gradient on the encoder is {cls['som_grad_ratio'].median():.1e} of the reconstruction "
                      "gradient's at the end of training: the records' SOM-gradient diagnostic)")
         text += ". So the CLS token ends up almost the same for every image, and the map has next to nothing to sort"
-        if "latent_cosine" in have.columns and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():
+        measured = "latent_cosine" in have.columns
+        if measured and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():
             text += (f": the mean cosine between two images' CLS tokens is {cls['latent_cosine'].mean():.3f}, against "
                      f"{pat['latent_cosine'].mean():.3f} between their flattened patch tokens (the table's "
                      "mean cos(z, z′) column, measured on one training batch of the trained model)")
@@ -145,7 +146,8 @@ for ds in (have["dataset"].unique() if not have.empty else []):
 
 # %% tags=["hide-input"]
 if not have.empty:
-    f = P.metric_bars_figure(have, "distance / SOM input", [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
+    f = P.metric_bars_figure(have, "distance / SOM input",
+                             [("purity", "purity"), ("nmi", "NMI"), ("topographic_error", "TE")],
                              title=f"Distance metric and SOM input ({have['model'].iloc[0]})")
     B.show_figure(f, "fig-ablation-distance", f"Purity, NMI and topographic error per distance and SOM input "
                   f"(bars: mean, error bars: std over seeds). {PROV}.")

@@ -74,7 +74,8 @@ def test_mean_pairwise_cosine_matches_a_loop():
     loop = [float(torch.nn.functional.cosine_similarity(z[i], z[j], dim=0))
             for i in range(7) for j in range(7) if i != j]
     assert mean_pairwise_cosine(z) == pytest.approx(sum(loop) / len(loop), abs=1e-6)
-    assert mean_pairwise_cosine(torch.ones(4, 3) * torch.arange(1, 5.0)[:, None]) == pytest.approx(1.0)   # one direction
+    one_direction = torch.ones(4, 3) * torch.arange(1, 5.0)[:, None]
+    assert mean_pairwise_cosine(one_direction) == pytest.approx(1.0)
     assert mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="n ≥ 2"):
         mean_pairwise_cosine(torch.ones(1, 3))
