@@ -86,13 +86,19 @@ for (model, ds), g in (have.groupby(["model", "dataset"], sort=False) if not hav
         "train time / epoch (s)": B.fmt(*B.mean_std(g["time_per_epoch_s"].tolist()), digits=2),
         "whole run (s)": B.fmt(*B.mean_std(g["wall_time_s"].tolist()), digits=1),
         "inference (s)": B.fmt(*B.mean_std(g["inference_time_s"].tolist()), digits=3),
+        "CPU share": "—" if cuda else B.fmt(*B.mean_std(g["cpu_share"].tolist()), digits=2),
         "peak memory (GB)": (B.fmt(*B.mean_std(g["peak_cuda_gb"].tolist())) + " CUDA") if cuda else
-                            (B.fmt(*B.mean_std(g["peak_rss_gb"].tolist())) + " CPU RSS*"),
+                            (B.fmt(*B.mean_std(g["peak_rss_gb"].tolist())) + " CPU RSS"
+                             + ("*" if (g["rss_scope"] == "run").all() else "†")),
         "# params (M)": B.fmt(*B.mean_std(g["params_total_M"].tolist()), digits=2),
     })
 B.show_table(pd.DataFrame(rows), "tbl-efficiency-ours", "Time and memory of our runs",
-             note=PROV + ". *CPU RSS is the notebook process's high-water mark over every run it did before, "
-             "not a per-run figure; only CUDA memory is per run. " + B.missing_note(outcomes))
+             note=PROV + ". CPU share: the training's CPU time over (its wall time × its threads). Near 1 the run "
+             "had its cores to itself; lower, other work shared the cores and its times are longer than the "
+             "machine's own speed, by about 1/share (— where a record predates this measure, or on a GPU). "
+             "*CPU RSS: the run's own peak resident memory. †CPU RSS from records made before per-run peaks "
+             "were measured: the training process's peak over every run it did before, an upper bound. "
+             "CUDA memory is always per run. " + B.missing_note(outcomes))
 
 # %% [markdown]
 # ## The paper's tables beside ours

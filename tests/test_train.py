@@ -44,6 +44,7 @@ def test_training_raises_purity_and_is_deterministic(usps_root, isolated_results
     assert sg["ratio"] > 0 and sg["task_grad_norm"] > 0 and sg["batch"] == 64, sg
     pg = on_disk["diagnostics"]["prototype_gradient"]    # the prototypes' gradient next to Adam's ε
     assert pg["rms_bmu_rows"] > 0 and pg["adam_eps"] == 1e-8, pg
+    assert on_disk["train_cpu_time_s"] > 0 and on_disk["cpu_share"] > 0     # contention shows as a share < 1
     ls = on_disk["diagnostics"]["latent_spread"]         # how alike the SOM's inputs are
     assert -1.0 < ls["mean_pairwise_cosine"] < 1.0 and ls["batch"] == 64, ls
     # same seed → identical metrics (forced rerun)
@@ -229,3 +230,10 @@ def test_cli_plan_lists_the_runs_with_and_without_a_record(tmp_path, capsys):
     # a recipe with a missing seed gets its existing record's wall time, as a guide
     assert main([*args[:4], "0", "1", *args[5:]]) == 0
     assert re.search(r"1/2\s+usps-clustering-8x8 .*missing seeds 1 \(a record took .+ on cpu", capsys.readouterr().out)
+
+
+def test_cpu_use_is_cpu_time_over_wall_time_and_threads():
+    from vitsom.train import cpu_use
+    assert cpu_use(2.0, 4.0, threads=1) == {"train_cpu_time_s": 2.0, "cpu_share": 0.5}
+    assert cpu_use(8.0, 4.0, threads=2)["cpu_share"] == 1.0
+    assert cpu_use(None, 4.0) == {"train_cpu_time_s": None, "cpu_share": None}     # resumed from an old checkpoint

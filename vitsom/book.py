@@ -42,7 +42,8 @@ def record_row(rec: dict) -> dict[str, Any]:
         time_per_epoch_s=(rec.get("train_time_s") or float("nan")) / epochs,
         inference_time_s=rec.get("inference_time_s"),
         peak_cuda_gb=pm.get("cuda_max_allocated_gb", float("nan")),
-        peak_rss_gb=pm.get("process_max_rss_gb", float("nan")),
+        peak_rss_gb=pm.get("process_max_rss_gb", float("nan")), rss_scope=pm.get("rss_scope", "process"),
+        cpu_share=rec.get("cpu_share") if rec.get("cpu_share") is not None else float("nan"),
         epochs=epochs, steps=rec.get("steps"), train_samples=rec.get("train_samples"),
         profile=rec.get("profile"), device=device_label(rec), device_type=rec.get("device", {}).get("type"),
     )

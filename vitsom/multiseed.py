@@ -122,6 +122,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
     group_key = hashlib.sha256("".join(sorted(c.key() for c in todo)).encode()).hexdigest()[:12]
     ckpt_path = runs_root() / f"together-{group_key}" / "checkpoint.pt"
     train_time, step, first_epoch = 0.0, 0, 0
+    train_cpu: float | None = 0.0
     if ckpt_path.exists():       # resume at the last finished epoch
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         with torch.no_grad():
@@ -129,6 +130,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
                 params[n].copy_(ck["params"][n])
         opt.load_state_dict(ck["optimizer"])
         step, history, train_time = ck["step"], ck["history"], ck["train_time_s"]
+        train_cpu = ck.get("train_cpu_s")
         first_epoch = step // steps_per_epoch
         log(f"[vitsom] resuming {S} members of {todo[0].preset} at epoch {first_epoch}")
         if bar is not None:
@@ -138,7 +140,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
         for g in opt.param_groups:
             g["lr"] = lr * factor
         sums = torch.zeros(S, 3, device=dev)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for pairs in zip(*(b.epoch(epoch) for b in batches)):
             x = torch.stack([p[0] for p in pairs])                   # (S, B, C, H, W)
             y = torch.stack([p[1] for p in pairs])
@@ -154,6 +156,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
             if bar is not None:
                 bar.update(1)
         train_time += time.perf_counter() - t0
+        train_cpu = train_cpu + time.process_time() - c0 if train_cpu is not None else None
         v = (sums / steps_per_epoch).tolist()
         for i, c in enumerate(todo):
             if not all(math.isfinite(a) for a in v[i]):
@@ -162,7 +165,8 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
             history[i].append({"epoch": epoch, "loss": v[i][0], "task_loss": v[i][1], "som_loss": v[i][2],
                                "lr": opt.param_groups[0]["lr"]})
         atomic_torch_save({"params": {n: params[n].detach() for n in names}, "optimizer": opt.state_dict(),
-                           "step": step, "history": history, "train_time_s": train_time}, ckpt_path)
+                           "step": step, "history": history, "train_time_s": train_time, "train_cpu_s": train_cpu},
+                          ckpt_path)
         late = cannot_finish(time.perf_counter() - t0, t.epochs - epoch - 1, epoch + 1 - first_epoch, deadline) \
             if skip_unfinishable else None
         if late is not None:
@@ -188,7 +192,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
             for n, p in model.named_parameters():
                 p.copy_(params[n][i])
         rec = finish_run(c, model, data, dev, amp, norm, history=history[i], total_steps=total_steps,
-                         batch_size=batches[i].batch_size, train_time=train_time, t_start=t_start,
+                         batch_size=batches[i].batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
                          results=results, log=log, extra={"trained_together": S}, rss_window=rss_window)
         recs.append(rec)
     if ckpt_path.exists():

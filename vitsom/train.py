@@ -243,6 +243,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     step_t = torch.zeros((), device=dev)          # the step counter lives on the device: no sync
 
     step, history, train_time = 0, [], 0.0
+    train_cpu: float | None = 0.0       # the process's CPU time over the same intervals (None: unknown)
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         if ck.get("key") != key:
@@ -250,13 +251,15 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, history, train_time = ck["step"], ck["history"], ck["train_time_s"]
+        train_cpu = ck.get("train_cpu_s")          # absent in checkpoints from before it was measured
         log(f"[vitsom] resuming {cfg.preset} ({key}) at step {step}/{total_steps}")
     if 0 in snapshot_epochs and step == 0:
         atomic_torch_save(model.state_dict(), run_dir / "epoch_0.pt")
 
     def save_checkpoint() -> None:
         atomic_torch_save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "step": step, "history": history, "train_time_s": train_time}, ckpt_path)
+                           "step": step, "history": history, "train_time_s": train_time, "train_cpu_s": train_cpu},
+                          ckpt_path)
 
     check_every = 1 if dev.type == "cpu" else 50
     bar = None
@@ -275,7 +278,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         for g in opt.param_groups:
             g["lr"] = base_lr * factor
         sums = torch.zeros(3, device=dev)   # loss, task loss, som loss (summed on device: no sync)
-        n_in_epoch, t_epoch = 0, time.perf_counter()
+        n_in_epoch, t_epoch, c_epoch = 0, time.perf_counter(), time.process_time()
         for x, y in batches.epoch(epoch, start):
             step_t.fill_(step)
             sums += train_step(x, y, step_t)
@@ -293,13 +296,15 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
                 (deadline is not None and time.time() > deadline)
             if (every and step % every == 0) or stop:
                 train_time += time.perf_counter() - t_epoch
-                t_epoch = time.perf_counter()
+                train_cpu = train_cpu + time.process_time() - c_epoch if train_cpu is not None else None
+                t_epoch, c_epoch = time.perf_counter(), time.process_time()
                 save_checkpoint()
                 if stop:
                     if bar is not None:
                         bar.close()
                     return {"interrupted": True, "step": step, "checkpoint": str(ckpt_path)}
         train_time += time.perf_counter() - t_epoch
+        train_cpu = train_cpu + time.process_time() - c_epoch if train_cpu is not None else None
         v = (sums / max(n_in_epoch, 1)).tolist()
         if not all(math.isfinite(a) for a in v):
             raise NonFiniteLossError(f"{cfg.preset} (seed {cfg.seed}): non-finite loss in epoch {epoch}; "
@@ -334,7 +339,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         bar.close()
 
     return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
-                      batch_size=batches.batch_size, train_time=train_time, t_start=t_start,
+                      batch_size=batches.batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
                       results=results, log=log, rss_window=rss_window)
 
 
@@ -352,8 +357,20 @@ def cannot_finish(epoch_s: float, epochs_left: int, epochs_timed: int, deadline:
     return need if need > left else None
 
 
+def cpu_use(cpu_s: float | None, wall_s: float, threads: int | None = None) -> dict:
+    """The training's CPU time and its share of what its threads could have used: cpu / (wall × threads).
+    Near 1: the run had its cores to itself. Well below 1 on a CPU run: other work shared the cores (or
+    the run waited on I/O), so its times are longer than the machine's own speed; on a GPU run the CPU
+    mostly waits, and a low share means nothing."""
+    if cpu_s is None or wall_s <= 0:
+        return {"train_cpu_time_s": None, "cpu_share": None}
+    threads = threads or torch.get_num_threads()
+    return {"train_cpu_time_s": round(cpu_s, 3), "cpu_share": round(cpu_s / (wall_s * threads), 3)}
+
+
 def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.device, amp, norm, *,
                history: list, total_steps: int, batch_size: int, train_time: float, t_start: float,
+               train_cpu: float | None = None,
                results=None, log: Callable[[str], None] = print, extra: dict | None = None,
                rss_window: bool = False) -> dict:
     """Evaluate a trained model, save its weights, write its run record atomically, drop the
@@ -381,6 +398,7 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
         "git": git_commit(), "device": device_info(dev), "precision": str(amp or "fp32"),
         "wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
         "train_samples_per_s": round(total_steps * batch_size / max(train_time, 1e-9), 1),
+        **cpu_use(train_cpu, train_time),
         "inference_time_s": round(main["eval_time_s"], 3), "peak_memory": _peak_memory(dev, rss_window),
         "diagnostics": diagnostics, "created": now_iso(), **(extra or {}),
     }
