@@ -105,19 +105,21 @@ for (ds, dist), g in B.collapsed(on_patches, ["dataset", "distance"], max_units=
     text = (f"**{dist.capitalize()} on {E.DATASET_NAMES[ds]}: the map {'collapsed' if full else 'nearly collapsed'}.** "
             f"In all {len(g)} run(s), every image ends on {B.units_phrase(g['units_used'].max())} (purity "
             f"{B.fmt(*B.mean_std(g['purity'].tolist()))}, NMI {B.fmt(*B.mean_std(g['nmi'].tolist()))}).")
-    if dist != "cosine":
-        text += (" What we think happens: the prototypes start uniform in [0, 1)ᴰ and are not normalised for this "
-                 "distance, so one of them starts nearest to the whole cloud of latents and becomes every image's "
-                 "BMU. The neighbourhood weights of every image then centre on that one unit, so every prototype is "
-                 "pulled toward the same weighted centre of the batch, none moves into the cloud ahead of the "
-                 "winner, and no second unit ever wins an image. (Checked on one quick USPS run with the Euclidean "
-                 "distance: the winning prototype sat at the centre of the latents, every other one far outside "
-                 "the cloud.) Cosine distance with normalised prototypes leaves this start under today's recipe, "
-                 "but not always: with too small prototype steps it can stay there too (see the clustering page's "
-                 "v1-era rows, γ = 0.0005).")
-        if not full:
-            text += (" Here a few units do break away from the winner; we have not checked where this distance's "
-                     "prototypes sit.")
+    start = ("the prototypes start uniform in [0, 1)ᴰ and are not normalised for this distance, so one of them "
+             "starts nearest to the whole cloud of latents and becomes every image's BMU at first. The "
+             "neighbourhood weights of every image then centre on that one unit, so every prototype is pulled "
+             "toward the same weighted centre of the batch")
+    checked = ("(Checked on one quick USPS run with the Euclidean distance: the winning prototype sat at the "
+               "centre of the latents, every other one far outside the cloud.)")
+    if dist != "cosine" and full:
+        text += (f" What we think happens: {start}, none moves into the cloud ahead of the winner, and no second "
+                 f"unit ever wins an image. {checked} Cosine distance with normalised prototypes leaves this start "
+                 "under today's recipe, but not always: with too small prototype steps it can stay there too (see "
+                 "the clustering page's v1-era rows, γ = 0.0005).")
+    elif dist != "cosine":
+        text += (f" What we think happens is the collapse of a non-normalised start, only less complete: {start}, "
+                 f"and only a few units break away from the winner. {checked} We have not checked where this "
+                 "distance's prototypes sit.")
     display(Markdown(text))
 
 # %% tags=["hide-input"]
