@@ -19,7 +19,7 @@ from vitsom.records import REPO_ROOT
 # What each page must show when the book is built for USPS alone (markers emitted by
 # book.show_table / show_figure).
 TABLES = {
-    "01_clustering": ["tbl-runs", "tbl-clustering-purity", "tbl-clustering-all"],
+    "01_clustering": ["tbl-runs", "tbl-clustering-purity", "tbl-clustering-length", "tbl-clustering-all"],
     "02_classification": ["tbl-runs", "tbl-classification", "tbl-small-data"],
     "03_ablation_distance": ["tbl-runs", "tbl-ablation-distance"],
     "04_ablation_grid": ["tbl-runs", "tbl-ablation-grid"],
@@ -28,6 +28,7 @@ TABLES = {
     "07_figures": ["tbl-runs"],
 }
 FIGURES = {
+    "01_clustering": ["fig-clustering-length"],
     "03_ablation_distance": ["fig-ablation-distance"],
     "04_ablation_grid": ["fig-ablation-grid", "fig-ablation-grid-time"],
     "05_ablation_gamma": ["fig-ablation-gamma"],
@@ -78,6 +79,26 @@ def test_every_notebook_has_a_plan_and_smoke_is_cut_down():
     assert fr.snapshots and fr.preset == "mnist-clustering-24x24"
     assert any(r.preset == fr.preset and r.seed == fr.seed and r.snapshots for r in E.runs("01_clustering", smoke))
     assert E.snapshot_epochs(500) == (0, 10, 100, 500) and E.snapshot_epochs(2) == (0, 1, 2)
+
+
+def test_training_length_study_stretches_the_recipe_on_the_ablation_datasets():
+    # the preset's warm-up (25 of 500 epochs) scales with the epochs, as a profile scales it
+    assert E.length_overrides("usps-clustering", 100) == ("train.epochs=100", "train.warmup_epochs=5")
+    assert E.length_overrides("usps-clustering", 30) == ("train.epochs=30", "train.warmup_epochs=2")
+    assert E.length_overrides("usps-clustering", 4) == ("train.epochs=4", "train.warmup_epochs=1")
+    with pytest.raises(ValueError, match="epochs must be"):
+        E.length_overrides("usps-clustering", 0)
+    quick = E.runs("01_clustering", E.Plan.make("quick", seeds=[0]))
+    longer = [r for r in quick if r.model.endswith(" epochs")]
+    assert {(r.dataset, r.model) for r in longer} == {("usps", E.length_model(n)) for n in E.TRAINING_LENGTHS["quick"]}
+    for r in longer:
+        cfg, base = r.config("quick"), E.Run("usps-clustering").config("quick")
+        n = int(r.model.split(", ")[-1].split()[0])
+        assert cfg.train.epochs == n and cfg.train.epochs > base.train.epochs
+        # only the length changes: same map, γ, temperatures and learning rate as the 10-epoch row
+        assert (cfg.som, cfg.train.lr, cfg.train.batch_size) == (base.som, base.train.lr, base.train.batch_size)
+    paper = E.runs("01_clustering", E.Plan.make("paper", seeds=[0]))
+    assert {r.dataset for r in paper if r.model.endswith(" epochs")} == set(E.CLUSTERING_DATASETS)
 
 
 def test_every_run_config_is_valid_or_its_preset_is_reported_missing():

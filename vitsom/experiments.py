@@ -55,6 +55,11 @@ SMOKE_LABEL_FRACTIONS = (0.1,)
 # The quick profile (sized for a CPU) runs the 1 % and 10 % fractions of the two small models; the
 # 100 % runs (48,000 images) and ResNet34 (about half an hour per run on 2 CPU cores) are paper-only.
 QUICK_LABEL_FRACTIONS = (0.01, 0.1)
+# Training length: the quick profile squeezes the whole recipe (LR cosine, temperature 20 → 0.001,
+# γ warm-up) into 10 of the paper's 500 epochs. The clustering page reruns the 40×40 recipe, on the
+# ablation datasets, for these many epochs (same schedules stretched, warm-up scaled in proportion)
+# to show how much of the gap to the paper is training length.
+TRAINING_LENGTHS: dict[str, tuple[int, ...]] = {"smoke": (4,), "quick": (30, 100), "paper": (10, 30, 100)}
 
 # Row labels
 VIT_SOM_40, VIT_SOM_24, VIT_SOM_8 = "ViT-SOM (40×40)", "ViT-SOM (24×24)", "ViT-SOM (8×8, equal clusters)"
@@ -66,6 +71,22 @@ VIT_SOM_CLS, VIT_CLS, RESNET = "ViT-SOM-cls", "ViT-cls", "ResNet34"
 # The authors' code averages L_som over the K units as well as the batch, so its SOM term is K times
 # smaller than the paper's printed 1/N ΣΣ; this row scales γ by K to test the printed formula.
 VIT_SOM_CLS_K = "ViT-SOM-cls, γ×K (printed L_som)"
+
+
+def length_model(epochs: int) -> str:
+    """Row label of the 40×40 recipe trained for ``epochs`` epochs (the training-length study)."""
+    return f"{VIT_SOM_40}, {epochs} epochs"
+
+
+def length_overrides(preset: str, epochs: int) -> tuple[str, ...]:
+    """Overrides that train ``preset`` for ``epochs`` epochs with its warm-up scaled the way a
+    profile scales it (preset warm-up × epochs / preset epochs, at least 1)."""
+    from .config import get_preset
+    if epochs < 1:
+        raise ValueError(f"epochs must be ≥ 1, got {epochs}")
+    t = get_preset(preset).train
+    warm = max(1, round(t.warmup_epochs * epochs / t.epochs))
+    return (f"train.epochs={epochs}", f"train.warmup_epochs={warm}")
 
 
 # ----------------------------------------------------------------------------- runs
@@ -163,6 +184,10 @@ def runs(notebook: str, plan: Plan) -> list[Run]:
                 out += _seeded(plan, f"{ds}-clustering-24x24-v1", model=VIT_SOM_24_V1, dataset=ds)
                 out += _seeded(plan, f"{ds}-clustering-24x24-v1", (f"train.eps={SMALL_EPS:g}",),
                                model=VIT_SOM_24_V1_EPS, dataset=ds)
+            if ds in plan.ablation_datasets():
+                for n in TRAINING_LENGTHS[plan.profile]:
+                    out += _seeded(plan, f"{ds}-clustering", length_overrides(f"{ds}-clustering", n),
+                                   model=length_model(n), dataset=ds)
             out += _seeded(plan, f"desom-{ds}", model=DESOM, dataset=ds)
             out += _seeded(plan, f"som-{ds}", model=RAW_SOM, dataset=ds)
     elif name == "classification":
