@@ -94,6 +94,10 @@ def test_run_diagnostics_measure_latent_spread_even_at_gamma_zero():
         model = build_model(cfg)
         diag = run_diagnostics(model, cfg, arrays, torch.device("cpu"), None, total_steps=10)
         assert set(diag) == expected, diag
+        with_bmu = run_diagnostics(model, cfg, arrays, torch.device("cpu"), None, total_steps=10,
+                                   bmu_labels=(torch.arange(40) % 4, torch.arange(40) % 10))
+        assert set(with_bmu) == expected | {"chance_purity"}
+        assert with_bmu["chance_purity"]["units_used"] == 4 and with_bmu["chance_purity"]["purity"] == pytest.approx(0.2)
         ls = diag["latent_spread"]
         assert ls["batch"] == 16 and ls["dim"] == 64 * 16 and -1.0 <= ls["mean_pairwise_cosine"] <= 1.0
         from vitsom.diagnostics import first_training_batch
@@ -115,13 +119,20 @@ def test_diagnose_adds_only_what_a_record_lacks(usps_root, isolated_results):
     rec = train(cfg, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
     path = record_path(cfg)
     written = rec["diagnostics"]["latent_spread"]
+    chance = rec["diagnostics"]["chance_purity"]
+    # the chance baseline is taken on the evaluated split's BMUs: same purity as the record's
+    assert chance["purity"] == rec["metrics"]["purity"] and chance["units_used"] == rec["metrics"]["units_used"]
+    assert 0 < chance["chance_purity"] <= chance["purity"] + 0.05
     old = json.loads(path.read_text())
-    del old["diagnostics"]["latent_spread"]                # as a record from before this diagnostic
+    del old["diagnostics"]["latent_spread"], old["diagnostics"]["chance_purity"]   # a record from before them
     path.write_text(json.dumps(old))
     assert main(["diagnose", str(path), "--data", str(usps_root)]) == 0
     new = json.loads(path.read_text())["diagnostics"]
     assert new["latent_spread"]["mean_pairwise_cosine"] == pytest.approx(written["mean_pairwise_cosine"], rel=1e-6)
     assert "measured_after_training" in new["latent_spread"]
+    # re-forwarded from the saved weights: the same BMUs, so the same purity and the same baseline
+    assert new["chance_purity"]["purity"] == chance["purity"]
+    assert new["chance_purity"]["chance_purity"] == pytest.approx(chance["chance_purity"], abs=1e-12)
     assert new["som_gradient"] == old["diagnostics"]["som_gradient"]     # untouched
     assert main(["diagnose", str(path), "--data", str(usps_root), "--redo"]) == 0
     assert "measured_after_training" in json.loads(path.read_text())["diagnostics"]["som_gradient"]

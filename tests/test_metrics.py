@@ -58,3 +58,25 @@ def test_top1():
 def test_bad_inputs(bad):
     with pytest.raises(ValueError):
         metrics.purity(*bad)
+
+
+def test_chance_purity_against_every_permutation():
+    import itertools
+    clusters = np.array([0, 0, 0, 1, 1, 2])
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    perms = list(itertools.permutations(labels))
+    exact = np.mean([metrics.purity(clusters, np.array(p)) for p in perms])     # 720 label deals
+    assert metrics.chance_purity(clusters, labels, permutations=3000) == pytest.approx(exact, abs=0.01)
+    # the true clustering here (purity 4/6) sits above chance; the baseline ignores how labels fall
+    assert metrics.purity(clusters, labels) > exact
+
+
+def test_chance_purity_extremes():
+    y = np.repeat(np.arange(4), [8, 6, 4, 2])
+    assert metrics.chance_purity(np.zeros(20, int), y) == pytest.approx(0.4)   # one cluster: largest class
+    assert metrics.chance_purity(np.arange(20), y) == 1.0                      # singletons: 1 whatever the labels
+    assert metrics.chance_purity(np.arange(20) % 5, y, seed=1) == metrics.chance_purity(np.arange(20) % 5, y, seed=1)
+    with pytest.raises(ValueError, match="permutations"):
+        metrics.chance_purity(np.zeros(20, int), y, permutations=0)
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.chance_purity(np.zeros(19, int), y)

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--results", default=None, help="results folder (default: ./results)")
     pl.add_argument("--missing", action="store_true", help="list only the runs that lack a record")
     dg = sub.add_parser("diagnose", help="add the diagnostics (SOM gradient share, prototype gradient, latent "
-                                         "spread) that existing run records lack (needs their weights in "
-                                         "runs/<key>/model.pt)")
+                                         "spread, chance purity) that existing run records lack (needs their "
+                                         "weights in runs/<key>/model.pt)")
     dg.add_argument("records", nargs="+", help="record JSON files, e.g. results/quick/*/KEY.json")
     dg.add_argument("--data", default=None)
     dg.add_argument("--redo", action="store_true", help="measure every diagnostic again, not only the missing ones")
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             from .diagnostics import add_diagnostics
             for f in args.records:
                 diag = add_diagnostics(f, data_root=args.data, redo=args.redo).get("diagnostics", {})
-                shown = {"som_gradient": ("ratio", "cosine", "gamma_t"), "latent_spread": ("mean_pairwise_cosine",)}
+                shown = {"som_gradient": ("ratio", "cosine", "gamma_t"), "latent_spread": ("mean_pairwise_cosine",),
+                         "chance_purity": ("purity", "chance_purity")}
                 parts = {k: ({name: d[name] for name in fields if name in d} if "error" not in d else d)
                          for k, fields in shown.items() if (d := diag.get(k))}
                 print(f"{f}: " + (json.dumps(parts) if parts else "not a ViT-SOM run: nothing to measure"))

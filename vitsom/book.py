@@ -56,6 +56,9 @@ def record_row(rec: dict) -> dict[str, Any]:
     ls = rec.get("diagnostics", {}).get("latent_spread", {})
     if "mean_pairwise_cosine" in ls:
         row["latent_cosine"] = ls["mean_pairwise_cosine"]   # mean cos between two images' SOM inputs (one batch)
+    cp = rec.get("diagnostics", {}).get("chance_purity", {})
+    if "chance_purity" in cp:
+        row["chance_purity"] = cp["chance_purity"]          # purity of the same cluster sizes, labels at random
     pg = rec.get("diagnostics", {}).get("prototype_gradient", {})
     if "rms_bmu_rows_over_eps" in pg:
         row["proto_grad_over_eps"] = pg["rms_bmu_rows_over_eps"]   # RMS γ_t·∂L_som/∂W (BMU rows) / Adam's ε

@@ -141,24 +141,36 @@ def first_training_batch(cfg: RunConfig, train_data, device: torch.device, norm)
     return next(LoaderBatches(train_data, cfg.train.batch_size, device, cfg.seed, num_workers=0).epoch(0))
 
 
+def chance_baseline(bmu, labels, permutations: int = 10) -> dict:
+    """The map's purity next to the purity its cluster sizes get with the labels dealt out at random
+    (:func:`vitsom.metrics.chance_purity`): how much of the purity the many units give for free."""
+    from . import metrics
+    return {"chance_purity": metrics.chance_purity(bmu, labels, permutations), "purity": metrics.purity(bmu, labels),
+            "units_used": int(torch.as_tensor(bmu).unique().numel()), "permutations": permutations}
+
+
 def run_diagnostics(model: nn.Module, cfg: RunConfig, train_data, device: torch.device, norm,
-                    total_steps: int) -> dict:
-    """What a run record stores under ``diagnostics``, for ViT-SOM runs (else empty): the SOM inputs'
-    spread on the trained model, and for γ > 0 the SOM's gradient share and the prototypes' gradient
-    at the final step. Never raises: a failure is recorded as an error string so that a finished
-    training run is never lost to a diagnostic."""
-    if cfg.model.arch != "vit" or getattr(model, "som", None) is None:
-        return {}
-    where = "trained model, first training batch, final γ_t and T_t, fp32"
-    try:
-        x, y = first_training_batch(cfg, train_data, device, norm)
-    except Exception as e:     # noqa: BLE001 — see docstring
-        return {"som_gradient": {"error": f"{type(e).__name__}: {e}"}}
-    step = max(total_steps - 1, 0)
-    measures = {"latent_spread": (lambda: latent_spread(model, x), "trained model, first training batch, eval mode")}
-    if cfg.som.gamma != 0:
-        measures["som_gradient"] = (lambda: som_gradient_share(model, cfg, x, y, step, total_steps), where)
-        measures["prototype_gradient"] = (lambda: prototype_gradient(model, cfg, x, step, total_steps), where)
+                    total_steps: int, bmu_labels: tuple | None = None) -> dict:
+    """What a run record stores under ``diagnostics``. With ``bmu_labels`` (the evaluation split's
+    BMUs and labels), the chance baseline of its purity, for every clustering model. For ViT-SOM runs
+    also the SOM inputs' spread on the trained model, and for γ > 0 the SOM's gradient share and the
+    prototypes' gradient at the final step. Never raises: a failure is recorded as an error string so
+    that a finished training run is never lost to a diagnostic."""
+    measures: dict = {}
+    if bmu_labels is not None:
+        measures["chance_purity"] = (lambda: chance_baseline(*bmu_labels),
+                                     f"{cfg.split} split, every image, labels shuffled 10 times")
+    if cfg.model.arch == "vit" and getattr(model, "som", None) is not None:
+        where = "trained model, first training batch, final γ_t and T_t, fp32"
+        try:
+            x, y = first_training_batch(cfg, train_data, device, norm)
+        except Exception as e:     # noqa: BLE001 — see docstring
+            return {"som_gradient": {"error": f"{type(e).__name__}: {e}"}}
+        step = max(total_steps - 1, 0)
+        measures["latent_spread"] = (lambda: latent_spread(model, x), "trained model, first training batch, eval mode")
+        if cfg.som.gamma != 0:
+            measures["som_gradient"] = (lambda: som_gradient_share(model, cfg, x, y, step, total_steps), where)
+            measures["prototype_gradient"] = (lambda: prototype_gradient(model, cfg, x, step, total_steps), where)
     out: dict = {}
     for name, (measure, at) in measures.items():
         try:
@@ -183,7 +195,13 @@ def add_diagnostics(record_file, data_root=None, device: str = "cpu", redo: bool
     dev = torch.device(device)
     data = load_task_data(cfg, data_root)
     old = rec.get("diagnostics", {})
-    diag = run_diagnostics(model, cfg, data.train, dev, input_norm(cfg, dev), rec["steps"])
+    bmu_labels = None
+    if cfg.task == "clustering" and (redo or "chance_purity" not in old or "error" in old["chance_purity"]):
+        from .evaluation import predict
+        from .taskdata import labels_of
+        arr = data.eval_sets[cfg.split]
+        bmu_labels = (predict(model, arr, dev, norm=input_norm(cfg, dev))["bmu"].numpy(), labels_of(arr))
+    diag = run_diagnostics(model, cfg, data.train, dev, input_norm(cfg, dev), rec["steps"], bmu_labels)
     if not redo:     # keep what was measured when the run finished; add only what it lacks
         diag = {k: v for k, v in diag.items() if k not in old or "error" in old[k]}
     if not diag:

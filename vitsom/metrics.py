@@ -32,6 +32,22 @@ def purity(clusters, labels) -> float:
     return float(m.max(axis=1).sum() / m.sum())
 
 
+def chance_purity(clusters, labels, permutations: int = 10, seed: int = 0) -> float:
+    """The purity a clustering with the same cluster sizes gets when the labels are dealt out at
+    random: the mean purity over ``permutations`` random shuffles of ``labels``.
+
+    Purity rises with the number of clusters whatever they hold (one image per cluster scores 1),
+    so a map's purity means something only next to this baseline."""
+    if permutations < 1:
+        raise ValueError(f"permutations must be ≥ 1, got {permutations}")
+    c = _as_int_array(clusters, "clusters")
+    y = _as_int_array(labels, "labels")
+    if c.shape != y.shape:
+        raise ValueError(f"clusters and labels differ in length: {c.size} vs {y.size}")
+    rng = np.random.default_rng(seed)
+    return float(np.mean([purity(c, rng.permutation(y)) for _ in range(permutations)]))
+
+
 def cluster_to_label_map(clusters, labels) -> dict[int, int]:
     """Majority label of each observed cluster (ties go to the smallest label)."""
     c = _as_int_array(clusters, "clusters")

@@ -287,6 +287,17 @@ def metric_vs_factor_figure(df, x: str, metrics: Sequence[tuple[str, str]], hue:
     return fig
 
 
+def overlay_baseline(ax, df, x: str, col: str, label: str) -> bool:
+    """Draw the per-``x`` mean of ``col`` (e.g. the chance purity) on ``ax`` as a dashed grey line
+    with a legend entry; nothing when no row has it. Returns whether it drew."""
+    if col not in df.columns or df[col].isna().all():
+        return False
+    m = df.dropna(subset=[col]).groupby(x)[col].mean()
+    ax.plot(m.index, m.values, ls="--", color="grey", marker=".", label=label)
+    ax.legend(fontsize=7)
+    return True
+
+
 def metric_bars_figure(df, x: str, metrics: Sequence[tuple[str, str]], title: str = "") -> Figure:
     """Bars (mean, ± std error bars over seeds) of each metric per value of a categorical ``x``."""
     import seaborn as sns

@@ -384,11 +384,13 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
         if name == "test" and cfg.task == "clustering":
             label_from = (eval_res[cfg.split]["_bmu"], labels_of(data.eval_sets[cfg.split]))
         eval_res[name] = evaluate(model, arr, dev, cfg.task, amp, norm, kmeans_k=k, label_from=label_from)
+    bmu_labels = ((eval_res[cfg.split]["_bmu"], labels_of(data.eval_sets[cfg.split]))
+                  if cfg.task == "clustering" and "_bmu" in eval_res.get(cfg.split, {}) else None)
     for r in eval_res.values():
         r.pop("_bmu", None)
     main = eval_res[cfg.split] if cfg.task == "clustering" else eval_res["test"]
     from .diagnostics import run_diagnostics
-    diagnostics = run_diagnostics(model, cfg, data.train, dev, norm, total_steps)
+    diagnostics = run_diagnostics(model, cfg, data.train, dev, norm, total_steps, bmu_labels)
     rec = {
         "schema": SCHEMA, "key": key, "preset": cfg.preset, "profile": cfg.profile, "seed": cfg.seed,
         "task": cfg.task, "dataset": cfg.dataset, "config": cfg.to_dict(),
