@@ -146,8 +146,10 @@ for (model, ds), g in B.collapsed(df, ["model", "dataset"]):
 # %% tags=["hide-input"]
 LENGTH_MODELS = {E.VIT_SOM_40, *(E.length_model(n) for n in E.TRAINING_LENGTHS[plan.profile])}
 length_ds = plan.ablation_datasets()
-epochs_of = {(o.run.model, o.run.dataset, o.run.seed): o.run.config(plan.profile, plan.extra).train.epochs
-             for o in outcomes if o.run.model in LENGTH_MODELS and o.run.dataset in length_ds}
+length_cfgs = {(o.run.model, o.run.dataset, o.run.seed): o.run.config(plan.profile, plan.extra)
+               for o in outcomes if o.run.model in LENGTH_MODELS and o.run.dataset in length_ds}
+epochs_of = {k: c.train.epochs for k, c in length_cfgs.items()}
+map_units = {c.som.height * c.som.width for c in length_cfgs.values()}
 ldf = df[[(m, d, s) in epochs_of for m, d, s in zip(df["model"], df["dataset"], df["seed"])]] if not df.empty else df
 if not ldf.empty:
     ldf = ldf.assign(epochs=[epochs_of[k] for k in zip(ldf["model"], ldf["dataset"], ldf["seed"])])
@@ -186,6 +188,9 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
                 f.axes[0].annotate(E.DATASET_NAMES[ds], (500, rep.value), fontsize=7, xytext=(4, 0),
                                    textcoords="offset points")
     f.axes[0].legend(fontsize=7, loc="lower right")
+    if len(map_units) == 1:
+        f.axes[2].axhline(next(iter(map_units)), ls=":", color="grey", label="units on the map")
+        f.axes[2].legend(fontsize=7)
     for ax in f.axes[:3]:
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
@@ -220,8 +225,9 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
                 text += f" Already after {lo} epochs ours is at or above it."
             elif b - a > noise:
                 closed = min((b - a) / (rep.value - a), 1.0)
-                text += (f" Going from {lo} to {hi} epochs closes {closed:.0%} of the gap at {lo} epochs, so training "
-                         f"length explains {'all' if closed >= 1 else 'part'} of it.")
+                share = "all" if closed >= 1 else "nearly all" if closed >= 0.9 else "part"
+                text += (f" Going from {lo} to {hi} epochs closes {closed:.0%} of the gap at {lo} epochs: training "
+                         f"length accounts for {share} of that gap in purity.")
             elif b - a < -noise:
                 text += (f" Longer training lowers purity here, so the gap at {lo} epochs is not a matter of "
                          "training too briefly.")
@@ -240,6 +246,9 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
             if np.isfinite(ka) and np.isfinite(kb):
                 text += (f" k-means ACC, which groups the units into 10 clusters and so gains nothing from more "
                          f"units, goes from {ka:.3f} to {kb:.3f}.")
+            na_, nb_ = (float(g[g["epochs"] == e]["nmi"].mean()) for e in (lo, hi))
+            if np.isfinite(na_) and np.isfinite(nb_):
+                text += f" NMI, which penalises splitting a class over many units, goes from {na_:.3f} to {nb_:.3f}."
         display(Markdown(text))
 else:
     display(Markdown("Fewer than two training lengths have a record yet, so there is no figure: "
