@@ -57,7 +57,8 @@ def _clustering_reported() -> list[Reported]:
     }
     ours = {RAW_SOM: "som-{ds}", "SOM-VAE": None, DESOM: "desom-{ds}", VIT_SOM_24: "{ds}-clustering-24x24",
             VIT_SOM_40: "{ds}-clustering"}
-    notes = {"SOM-VAE": "not implemented here"}
+    notes = {"SOM-VAE": "not implemented here",
+             VIT_SOM_40: "how purity grows with training length: the clustering page's training-length study"}
     out = []
     for model, (a, b, c, params) in table.items():
         for ds, (v, s) in zip(CLUSTERING_DATASETS, (a, b, c)):
@@ -68,7 +69,7 @@ def _clustering_reported() -> list[Reported]:
             out.append(Reported("clustering", model, ds, v, s, "fraction", src, o, ds, note))
         o = Ours(ours[model].format(ds="mnist"), "params_total_M") if ours[model] else None
         pnote = {VIT_SOM_24: "576 × 3,136 prototypes + ViT ≈ 1.83M, not 2.5M (unexplained)",
-                 RAW_SOM: "576 units × 784 pixels"}.get(model, notes.get(model, ""))
+                 RAW_SOM: "576 units × 784 pixels", VIT_SOM_40: ""}.get(model, notes.get(model, ""))
         out.append(Reported("clustering", model, "params", params, None, "M", src, o, "mnist", pnote))
     return out
 
