@@ -54,6 +54,9 @@ def test_desom_learns_on_usps(usps_root, isolated_results):
     for k in ("kmeans_acc", "kmeans_nmi", "nmi", "quantization_error", "topographic_error"):
         assert k in m, k
     assert 0.0 < m["kmeans_acc"] <= 1.0 and 0.0 < m["kmeans_nmi"] <= 1.0
+    # the chance baseline is a clustering diagnostic, for the baselines too (and only it: no ViT to measure)
+    assert set(rec["diagnostics"]) == {"chance_purity"} and rec["diagnostics"]["chance_purity"]["purity"] == m["purity"]
+    assert rec["diagnostics"]["chance_purity"]["chance_purity"] < m["purity"] - 0.2
     # the record describes the baseline, not a ViT
     assert rec["config"]["model"]["arch"] == "desom"
     assert rec["params"]["som"] == 64 * 10 and rec["params"]["decoder"] > 0 and rec["params"]["head"] == 0
@@ -70,6 +73,8 @@ def test_raw_pixel_som_learns_on_usps(usps_root, isolated_results):
     assert m["nmi"] > before["nmi"] + 0.1, (before, m)
     assert m["quantization_error"] < 0.7 * before["quantization_error"]
     assert "kmeans_acc" in m and "kmeans_nmi" in m and "recon_l1" not in m
+    cp = rec["diagnostics"]["chance_purity"]
+    assert cp["purity"] == m["purity"] and cp["units_used"] == m["units_used"] and cp["chance_purity"] < m["purity"]
     # no decoder: the only loss is γ·L_som with γ = 1 from the first step
     assert all(h["task_loss"] == 0.0 and h["gamma"] == 1.0 for h in rec["history"])
     assert rec["params"] == {"encoder": 0, "decoder": 0, "head": 0, "som": 24 * 24 * 256, "total": 24 * 24 * 256}
