@@ -242,7 +242,8 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
             if np.isfinite(ca) and np.isfinite(cb) and ub > ua:
                 text += (f" Part of any rise in purity comes from the map spreading the images over more units: the "
                          f"same cluster sizes with the labels shuffled score {ca:.3f} at {lo} and {cb:.3f} at {hi} "
-                         "epochs.")
+                         f"epochs. Measured above that chance level, (purity − chance) / (1 − chance) goes from "
+                         f"{(a - ca) / (1 - ca):.3f} to {(b - cb) / (1 - cb):.3f}.")
             if np.isfinite(ka) and np.isfinite(kb):
                 text += (f" k-means ACC, which groups the units into 10 clusters and so gains nothing from more "
                          f"units, goes from {ka:.3f} to {kb:.3f}.")
