@@ -214,6 +214,14 @@ def test_mean_std_and_formatting():
     assert B.fmt_reported(0.955, 0.001) == "0.955 ± 0.001 (reported)"
 
 
+def test_record_row_puts_purity_above_its_chance_level():
+    rec = {"metrics": {"purity": 0.9}, "config": {"train": {"epochs": 2}},
+           "diagnostics": {"chance_purity": {"chance_purity": 0.2, "purity": 0.9}}}
+    row = B.record_row(rec)
+    assert row["chance_purity"] == 0.2 and row["purity_above_chance"] == pytest.approx(0.7 / 0.8)
+    assert "purity_above_chance" not in B.record_row({"metrics": {"purity": 0.9}})    # older records: no baseline
+
+
 def test_metric_cells_formats_each_column_of_a_group():
     import pandas as pd
     g = pd.DataFrame({"purity": [0.9, 0.8], "units_used": [10, 13], "ratio": [1e-5, float("nan")]})

@@ -59,6 +59,8 @@ def record_row(rec: dict) -> dict[str, Any]:
     cp = rec.get("diagnostics", {}).get("chance_purity", {})
     if "chance_purity" in cp:
         row["chance_purity"] = cp["chance_purity"]          # purity of the same cluster sizes, labels at random
+        if "purity" in row and cp["chance_purity"] < 1:     # share of the way from chance to perfect
+            row["purity_above_chance"] = (row["purity"] - cp["chance_purity"]) / (1 - cp["chance_purity"])
     pg = rec.get("diagnostics", {}).get("prototype_gradient", {})
     if "rms_bmu_rows_over_eps" in pg:
         row["proto_grad_over_eps"] = pg["rms_bmu_rows_over_eps"]   # RMS γ_t·∂L_som/∂W (BMU rows) / Adam's ε

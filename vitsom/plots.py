@@ -249,13 +249,15 @@ def size_vs_score_figure(left: Sequence[dict], right: Sequence[dict], left_title
 # ----------------------------------------------------------------------------- ablations
 
 def metric_vs_factor_figure(df, x: str, metrics: Sequence[tuple[str, str]], hue: str | None = None,
-                            logx: bool = False, symlogx: float | None = None, title: str = "") -> Figure:
+                            logx: bool = False, symlogx: float | None = None, title: str = "",
+                            xticks: Sequence[float] | None = None) -> Figure:
     """One panel per metric: mean ± std over seeds (points and error bars) against ``x``.
 
-    ``metrics`` is a list of (column, axis label); rows whose metric is missing are dropped."""
+    ``metrics`` is a list of (column, axis label); rows whose metric is missing are dropped.
+    ``xticks`` labels the x axis at these values (e.g. the map sides) instead of powers of 2."""
     import seaborn as sns
     n = len(metrics)
-    cols = min(3, n)
+    cols = n if n <= 4 else 3
     rows = int(np.ceil(n / cols))
     fig = _fig(4.0 * cols, 3.2 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
@@ -272,6 +274,9 @@ def metric_vs_factor_figure(df, x: str, metrics: Sequence[tuple[str, str]], hue:
             ax.set_xscale("symlog", linthresh=symlogx)
             hi = float(sub[x].max())
             ax.set_xlim(-0.3 * symlogx, hi * 1.6 if hi > 0 else symlogx)   # no empty negative half
+        if xticks is not None:
+            ax.set_xticks(list(xticks), [f"{t:g}" for t in xticks])
+            ax.minorticks_off()
         ax.set_ylabel(lab)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
@@ -285,17 +290,6 @@ def metric_vs_factor_figure(df, x: str, metrics: Sequence[tuple[str, str]], hue:
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
-
-
-def overlay_baseline(ax, df, x: str, col: str, label: str) -> bool:
-    """Draw the per-``x`` mean of ``col`` (e.g. the chance purity) on ``ax`` as a dashed grey line
-    with a legend entry; nothing when no row has it. Returns whether it drew."""
-    if col not in df.columns or df[col].isna().all():
-        return False
-    m = df.dropna(subset=[col]).groupby(x)[col].mean()
-    ax.plot(m.index, m.values, ls="--", color="grey", marker=".", label=label)
-    ax.legend(fontsize=7)
-    return True
 
 
 def metric_bars_figure(df, x: str, metrics: Sequence[tuple[str, str]], title: str = "") -> Figure:
