@@ -21,8 +21,8 @@
 # side with everything else fixed (the 40×40 recipe, T_max = 20 for every size). Purity grows with
 # the number of units almost by construction (more, purer clusters), so NMI, the k-means score, the
 # *chance purity* (the same clusters with the labels shuffled) and the *purity above chance*
-# ((purity − chance) / (1 − chance)) are shown beside it. The number of parameters is dominated by the prototypes (units × latent
-# dimension). The 8, 24 and 40 runs are the clustering page's runs. In the smoke and quick profiles
+# ((purity − chance) / (1 − chance)) are shown beside it. The number of parameters is dominated by
+# the prototypes (units × latent dimension). The 8, 24 and 40 runs are the clustering page's runs. In the smoke and quick profiles
 # the sweep runs on USPS only, and the smoke profile skips 16 and 32 (it trains nothing extra here).
 
 # %% tags=["hide-input"]

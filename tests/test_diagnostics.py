@@ -98,6 +98,10 @@ def test_run_diagnostics_measure_latent_spread_even_at_gamma_zero():
                                    bmu_labels=(torch.arange(40) % 4, torch.arange(40) % 10))
         assert set(with_bmu) == expected | {"chance_purity"}
         assert with_bmu["chance_purity"]["units_used"] == 4 and with_bmu["chance_purity"]["purity"] == pytest.approx(0.2)
+        # no training batch to measure on: the ViT diagnostics record an error, the chance baseline still comes
+        broken = run_diagnostics(model, cfg, None, torch.device("cpu"), None, total_steps=10,
+                                 bmu_labels=(torch.arange(40) % 4, torch.arange(40) % 10))
+        assert "error" in broken["som_gradient"] and broken["chance_purity"]["purity"] == pytest.approx(0.2)
         ls = diag["latent_spread"]
         assert ls["batch"] == 16 and ls["dim"] == 64 * 16 and -1.0 <= ls["mean_pairwise_cosine"] <= 1.0
         from vitsom.diagnostics import first_training_batch

@@ -157,6 +157,7 @@ def run_diagnostics(model: nn.Module, cfg: RunConfig, train_data, device: torch.
     prototypes' gradient at the final step. Never raises: a failure is recorded as an error string so
     that a finished training run is never lost to a diagnostic."""
     measures: dict = {}
+    out: dict = {}
     if bmu_labels is not None:
         measures["chance_purity"] = (lambda: chance_baseline(*bmu_labels),
                                      f"{cfg.split} split, every image, labels shuffled 10 times")
@@ -165,13 +166,13 @@ def run_diagnostics(model: nn.Module, cfg: RunConfig, train_data, device: torch.
         try:
             x, y = first_training_batch(cfg, train_data, device, norm)
         except Exception as e:     # noqa: BLE001 — see docstring
-            return {"som_gradient": {"error": f"{type(e).__name__}: {e}"}}
-        step = max(total_steps - 1, 0)
-        measures["latent_spread"] = (lambda: latent_spread(model, x), "trained model, first training batch, eval mode")
-        if cfg.som.gamma != 0:
-            measures["som_gradient"] = (lambda: som_gradient_share(model, cfg, x, y, step, total_steps), where)
-            measures["prototype_gradient"] = (lambda: prototype_gradient(model, cfg, x, step, total_steps), where)
-    out: dict = {}
+            out["som_gradient"] = {"error": f"{type(e).__name__}: {e}"}
+        else:
+            step = max(total_steps - 1, 0)
+            measures["latent_spread"] = (lambda: latent_spread(model, x), "trained model, first training batch, eval mode")
+            if cfg.som.gamma != 0:
+                measures["som_gradient"] = (lambda: som_gradient_share(model, cfg, x, y, step, total_steps), where)
+                measures["prototype_gradient"] = (lambda: prototype_gradient(model, cfg, x, step, total_steps), where)
     for name, (measure, at) in measures.items():
         try:
             out[name] = {**measure(), "where": at}
