@@ -2,12 +2,13 @@
 # Everything one short GPU window should do, in order, writing only under $OUT (at most 5 files,
 # none deeper than $OUT/file, so that all of it comes back from the device machine):
 #   1. env.txt          GPU name, driver, torch version
-#   2. bench.json       benchmarks/bench_train.py on the GPU (plain / fp32 / bf16 / bf16+compile /
-#                       5 seeds together, peak memory): issue "speed"
-#   3. precision.tar.gz USPS quick, seeds 0 1 2, bf16 vs fp32 (trained together): purity within
+#   2. precision.tar.gz USPS quick, seeds 0 1 2, bf16 vs fp32 (trained together): purity within
 #                       seed noise? (records in a scratch folder, not in results/)
-#   4. records.tar.gz   python -m vitsom.gpu_queue with what is left of the budget: the next
-#                       paper-profile runs that have no record yet (issue "GPU runs")
+#   3. records.tar.gz   SHARDS processes of python -m vitsom.gpu_queue side by side (with step 2),
+#                       each taking every SHARDS-th of the next paper-profile runs that have no
+#                       record yet (issue "GPU runs")
+#   4. bench.json       benchmarks/bench_train.py alone on the GPU at the end (plain / fp32 /
+#                       bf16+compile / 5 seeds together, peak memory): issue "speed"
 #   5. session.log      all of the above's output
 #
 # Prepare here (once per session; the data travel as an ignored, carried folder):
@@ -34,34 +35,56 @@ echo "== gpu_session: budget ${BUDGET_S}s, data ${VITSOM_DATA}, commit $(git rev
 } > "$OUT/env.txt"
 cat "$OUT/env.txt"
 
-if [ "${SKIP_BENCH:-0}" != 1 ]; then
-  echo "== 1. training-speed benchmark ($(left)s left)"
-  timeout 150 $PY benchmarks/bench_train.py --json "$OUT/bench.json" || echo "bench failed or timed out (rc $?)"
-fi
-
-if [ "${SKIP_PRECISION:-0}" != 1 ] && [ "$(left)" -gt 200 ]; then
-  echo "== 2. bf16 vs fp32, USPS quick, seeds 0 1 2 ($(left)s left)"
+# The queue and the precision check share the GPU (a small model leaves it mostly idle): SHARDS
+# queue processes take every SHARDS-th pending run; the benchmark runs last, alone, so that its
+# timings are not shared with anything.
+SHARDS=${SHARDS:-5}
+BENCH_S=${BENCH_S:-110}
+QUEUE_S=$(( BUDGET_S - BENCH_S - 40 ))
+logs=$(mktemp -d)
+pids=""
+touch "$logs/start"
+if [ "${SKIP_PRECISION:-0}" != 1 ]; then
+  echo "== 1. bf16 vs fp32, USPS quick, seeds 0 1 2, beside the queue ($(left)s left)"
   scratch=$(mktemp -d)
-  for prec in bf16 fp32; do
-    timeout 120 $PY -m vitsom train --preset usps-clustering --profile quick --seed 0 1 2 --together \
-      --set train.precision=$prec --results "$scratch" --no-progress || echo "precision $prec failed (rc $?)"
-  done
-  $PY - "$scratch" <<'EOF'
+  ( for prec in bf16 fp32; do
+      OMP_NUM_THREADS=2 timeout 150 $PY -m vitsom train --preset usps-clustering --profile quick --seed 0 1 2 --together \
+        --set train.precision=$prec --results "$scratch" --no-progress || echo "precision $prec failed (rc $?)"
+    done
+    $PY - "$scratch" <<'EOF2'
 import json, sys
 from pathlib import Path
 rows = {}
 for p in Path(sys.argv[1]).rglob("*.json"):
     r = json.loads(p.read_text())
-    rows.setdefault(r["config"]["train"]["precision"], []).append((r["seed"], r["metrics"]["purity"], r["metrics"]["nmi"]))
+    rows.setdefault(r["config"]["train"]["precision"], []).append((r["seed"], r["metrics"]["purity"], r["metrics"]["nmi"], r.get("wall_time_s")))
 for prec, v in sorted(rows.items()):
     v.sort()
-    print(prec, "purity per seed", [round(x[1], 4) for x in v], "nmi", [round(x[2], 4) for x in v])
-EOF
-  tar -czf "$OUT/precision.tar.gz" -C "$scratch" .
+    print(prec, "purity per seed", [round(x[1], 4) for x in v], "nmi", [round(x[2], 4) for x in v], "wall", [x[3] for x in v])
+EOF2
+    tar -czf "$OUT/precision.tar.gz" -C "$scratch" . ) > "$logs/precision.log" 2>&1 &
+  pids="$pids $!"
 fi
 
-echo "== 3. GPU queue: paper-profile runs without a record ($(left)s left)"
-if [ "$(left)" -gt 60 ]; then
-  $PY -m vitsom.gpu_queue --budget-s "$(( $(left) - 30 ))" --pack "$OUT/records.tar.gz"
+echo "== 2. GPU queue in $SHARDS shards, ${QUEUE_S}s: paper-profile runs without a record ($(left)s left)"
+for k in $(seq 0 $((SHARDS - 1))); do
+  OMP_NUM_THREADS=2 $PY -m vitsom.gpu_queue --budget-s "$QUEUE_S" --shard "$k/$SHARDS" > "$logs/queue-$k.log" 2>&1 &
+  pids="$pids $!"
+done
+# a run projected to finish may still overrun (the shards slow each other down): stop them all
+# in time to pack what finished, whatever happens
+( sleep $(( QUEUE_S + BENCH_S )); echo "== watchdog: stopping the queue"; kill $pids 2>/dev/null ) &
+watchdog=$!
+wait $pids        # not a bare wait: that would also wait for the tee above, which never ends
+kill $watchdog 2>/dev/null
+for f in "$logs"/precision.log "$logs"/queue-*.log; do [ -f "$f" ] && { echo "---- $(basename "$f")"; cat "$f"; }; done
+( cd "${VITSOM_RESULTS:-results}/.." && find results/paper -name '*.json' -newer "$logs/start" 2>/dev/null ) > "$logs/MANIFEST"
+tar -czf "$OUT/records.tar.gz" -C "${VITSOM_RESULTS:-results}/.." -T "$logs/MANIFEST"
+echo "== packed $(wc -l < "$logs/MANIFEST") new records"
+
+if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 40 ]; then
+  echo "== 3. training-speed benchmark, alone on the GPU ($(left)s left)"
+  b=$(( $(left) - 10 )); [ "$b" -gt "$BENCH_S" ] && b=$BENCH_S
+  timeout "$b" $PY benchmarks/bench_train.py --json "$OUT/bench.json" || echo "bench failed or timed out (rc $?)"
 fi
 echo "== gpu_session done in $(( $(date +%s) - start ))s"

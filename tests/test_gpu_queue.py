@@ -65,15 +65,31 @@ def test_unfinishable_run_gives_up_early(usps_root, isolated_results):
 
 
 def test_queue_moves_past_a_run_that_cannot_finish(usps_root, isolated_results, monkeypatch, capsys):
-    """The queue gives up on an item that cannot finish in the budget (together, then one seed)
-    and still trains the next item, which fits."""
+    """The queue gives up on an item that cannot finish in the budget (3000 epochs: not even one
+    seed alone would fit, so it does not try) and still trains the next item, which fits."""
     long = gpu_queue.Item("usps-clustering", tuple(TINY + ["train.epochs=3000"]), (0, 1))
     short = gpu_queue.Item("usps-clustering", tuple(TINY + ["train.epochs=2"]), (0,))
     monkeypatch.setattr(gpu_queue, "priority_list", lambda: [long, short])
     assert gpu_queue.main(["--budget-s", "150", "--profile", "smoke", "--device", "cpu",
                            "--data", str(usps_root)]) == 0
     out = capsys.readouterr().out
-    assert "trying one seed at a time" in out and "skipped usps-clustering" in out
+    assert "one seed would not fit either" in out and "skipped usps-clustering" in out
+    assert "trying one seed at a time" not in out
     assert all(not record_path(make_config("usps-clustering", "smoke", s, list(long.overrides))).exists()
                for s in (0, 1))
     assert record_path(make_config("usps-clustering", "smoke", 0, list(short.overrides))).exists()
+
+
+def test_shards_split_the_queue_without_overlap(monkeypatch, capsys):
+    """``--shard K/N`` processes together list every pending item exactly once."""
+    items = [gpu_queue.Item("usps-clustering", (f"som.gamma={g}",), (0,)) for g in (0.001, 0.002, 0.003, 0.004, 0.005)]
+    monkeypatch.setattr(gpu_queue, "priority_list", lambda: items)
+    monkeypatch.setattr(gpu_queue, "pending", lambda its, profile: [(it, []) for it in its])
+    seen = []
+    for k in range(3):
+        gpu_queue.main(["--budget-s", "1", "--dry-run", "--shard", f"{k}/3"])
+        seen += [line.split()[2] for line in capsys.readouterr().out.splitlines() if line.startswith("TODO")]
+    assert sorted(seen) == sorted(it.overrides[0] for it in items)
+    for bad in ("3/3", "-1/2", "1", "a/b"):
+        with pytest.raises(ValueError, match="--shard"):
+            gpu_queue.parse_shard(bad)

@@ -111,6 +111,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="list what would run")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data", default=None)
+    ap.add_argument("--shard", default="0/1", metavar="K/N",
+                    help="take only every N-th pending item, starting at the K-th (0-based): N queue processes "
+                         "with K = 0..N-1 share one GPU, which a small model leaves mostly idle")
     ap.add_argument("--cut-off-runs", action="store_true",
                     help="train a run that cannot finish up to the budget and checkpoint it, instead of "
                          "giving up on it and moving on")
@@ -118,55 +121,84 @@ def main(argv=None) -> int:
     skip = not args.cut_off_runs
     t0 = time.time()
     deadline = t0 + args.budget_s
-    work = pending(priority_list(), args.profile)
+    k, n = parse_shard(args.shard)
+    work = pending(priority_list(), args.profile)[k::n]
     for it, todo in work:
         print(f"{'TODO':5s} {it.preset:28s} {' '.join(it.overrides):40s} seeds {[c.seed for c in todo]} {it.note}")
     if args.dry_run:
         return 0
-    from .multiseed import train_together
-    from .train import train
     for it, todo in work:
         if time.time() > deadline:
             break
-        print(f"[queue] {it.preset} {' '.join(it.overrides)} seeds {[c.seed for c in todo]} "
-              f"({deadline - time.time():.0f}s left)", flush=True)
-        together = it.together and len(todo) > 1 and todo[0].model.arch == "vit" and \
-            todo[0].som.distance != "manhattan" and \
-            not any((runs_root() / c.key() / "checkpoint.pt").exists() for c in todo)
-        from .experiments import snapshot_epochs
-        solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
-        group = [c for c in todo if c.seed not in it.snapshot_seeds]
-        if together and len(group) > 1:
-            recs = train_together(group, data_root=args.data, device=args.device, progress=False, deadline=deadline,
-                                  skip_unfinishable=skip)
-            if recs[0].get("unfinishable"):
-                print(f"[queue] skipped {it.preset} {' '.join(it.overrides)} seeds {[c.seed for c in group]}: "
-                      f"{recs[0]['projected_s']:.0f}s more needed, {deadline - time.time():.0f}s left; "
-                      "trying one seed at a time")
-            elif any(r.get("interrupted") for r in recs):
-                print(f"[queue] budget reached: {it.preset} seeds {[c.seed for c in group]} checkpointed "
-                      f"at step {recs[0]['step']}")
+        try:
+            if not run_item(it, todo, deadline, args.data, args.device, skip):
                 break
-            else:
-                group = []
-        for c in solo + group:
-            if time.time() > deadline:
-                break
-            snaps = snapshot_epochs(c.train.epochs) if c.seed in it.snapshot_seeds else ()
-            rec = train(c, data_root=args.data, device=args.device, progress=False, deadline=deadline,
-                        snapshot_epochs=snaps, skip_unfinishable=skip)
-            if rec.get("unfinishable"):
-                print(f"[queue] skipped {c.preset} {' '.join(it.overrides)} seed {c.seed}: "
-                      f"{rec['projected_s']:.0f}s more needed, {deadline - time.time():.0f}s left")
-                break                        # the item's other seeds take as long: next item
-            if rec.get("interrupted"):
-                print(f"[queue] budget reached: {c.preset} seed {c.seed} checkpointed at step {rec['step']}")
-                break
+        except Exception:  # noqa: BLE001 - one broken item must not cost the rest of the window
+            import traceback
+            print(f"[queue] FAILED {it.preset} {' '.join(it.overrides)}:\n{traceback.format_exc()}", flush=True)
     if args.pack:
-        n = pack_records(Path(args.pack), args.profile, since=t0)
-        print(f"[queue] packed {n} new records into {args.pack}")
+        n_packed = pack_records(Path(args.pack), args.profile, since=t0)
+        print(f"[queue] packed {n_packed} new records into {args.pack}")
     print(f"[queue] done in {time.time() - t0:.0f}s")
     return 0
+
+
+def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool) -> bool:
+    """Train one queue item's pending seeds; False when the budget ran out (stop the queue)."""
+    from .experiments import snapshot_epochs
+    from .multiseed import train_together
+    from .train import train
+    print(f"[queue] {it.preset} {' '.join(it.overrides)} seeds {[c.seed for c in todo]} "
+          f"({deadline - time.time():.0f}s left)", flush=True)
+    together = it.together and len(todo) > 1 and todo[0].model.arch == "vit" and \
+        todo[0].som.distance != "manhattan" and \
+        not any((runs_root() / c.key() / "checkpoint.pt").exists() for c in todo)
+    solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
+    group = [c for c in todo if c.seed not in it.snapshot_seeds]
+    if together and len(group) > 1:
+        recs = train_together(group, data_root=data, device=device, progress=False, deadline=deadline,
+                              skip_unfinishable=skip)
+        if recs[0].get("unfinishable"):
+            need, left = recs[0]["projected_s"], deadline - time.time()
+            # one seed alone is assumed to take at least 1/S of the group's time (S models in one step
+            # are never slower per model than one, on a GPU): if even that does not fit, move on
+            alone_fits = need / len(group) < left
+            print(f"[queue] skipped {it.preset} {' '.join(it.overrides)} seeds {[c.seed for c in group]}: "
+                  f"{need:.0f}s more needed, {left:.0f}s left; "
+                  + ("trying one seed at a time" if alone_fits else "one seed would not fit either"))
+            if not alone_fits:
+                return True
+        elif any(r.get("interrupted") for r in recs):
+            print(f"[queue] budget reached: {it.preset} seeds {[c.seed for c in group]} checkpointed "
+                  f"at step {recs[0]['step']}")
+            return False
+        else:
+            group = []
+    for c in solo + group:
+        if time.time() > deadline:
+            return False
+        snaps = snapshot_epochs(c.train.epochs) if c.seed in it.snapshot_seeds else ()
+        rec = train(c, data_root=data, device=device, progress=False, deadline=deadline,
+                    snapshot_epochs=snaps, skip_unfinishable=skip)
+        if rec.get("unfinishable"):
+            print(f"[queue] skipped {c.preset} {' '.join(it.overrides)} seed {c.seed}: "
+                  f"{rec['projected_s']:.0f}s more needed, {deadline - time.time():.0f}s left")
+            return True                      # the item's other seeds take as long: next item
+        if rec.get("interrupted"):
+            print(f"[queue] budget reached: {c.preset} seed {c.seed} checkpointed at step {rec['step']}")
+            return False
+    return True
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → (K, N) with 0 ≤ K < N; a clear error otherwise."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 0/3), got {text!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"--shard K/N needs 0 ≤ K < N, got {text!r}")
+    return k, n
 
 
 if __name__ == "__main__":
