@@ -121,3 +121,31 @@ def test_seeds_together_refuses_unsupported_models(preset, extra):
     cfgs = [make_config(preset, "smoke", s, extra) for s in (0, 1)]
     with pytest.raises(ValueError, match="run these seeds separately"):
         train_together(cfgs, device="cpu", progress=False, results="/nonexistent-results")
+
+
+def test_written_out_attention_matches_fused_sdpa():
+    """The seeds-together CUDA path computes attention with plain matmuls (the fused kernels fail
+    under vmap there): same outputs and gradients as SDPA, and SDPA again once the context ends."""
+    from vitsom import vit
+    torch.manual_seed(0)
+    attn = vit.Attention(16, 2)
+    x = torch.randn(4, 65, 16, requires_grad=True)
+    fused = attn(x)
+    g_fused = torch.autograd.grad(fused.square().sum(), [x, attn.qkv.weight])
+    with vit.written_out_attention():
+        assert vit._written_out[0]
+        plain = attn(x)
+        g_plain = torch.autograd.grad(plain.square().sum(), [x, attn.qkv.weight])
+    assert not vit._written_out[0]
+    torch.testing.assert_close(plain, fused, atol=1e-5, rtol=1e-4)
+    for a, b in zip(g_plain, g_fused):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    # under vmap (how seeds-together calls it), members still match separate calls
+    from torch.func import functional_call, stack_module_state
+    models = [vit.Attention(16, 2) for _ in range(3)]
+    params, bufs = stack_module_state(models)
+    base = vit.Attention(16, 2).to("meta")
+    with vit.written_out_attention():
+        out = torch.vmap(lambda p, xx: functional_call(base, p, (xx,)), in_dims=(0, None))(params, x)
+    for i, m in enumerate(models):
+        torch.testing.assert_close(out[i], m(x), atol=1e-5, rtol=1e-4)

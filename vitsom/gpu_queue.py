@@ -156,9 +156,16 @@ def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool) ->
     solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
     group = [c for c in todo if c.seed not in it.snapshot_seeds]
     if together and len(group) > 1:
-        recs = train_together(group, data_root=data, device=device, progress=False, deadline=deadline,
-                              skip_unfinishable=skip)
-        if recs[0].get("unfinishable"):
+        try:
+            recs = train_together(group, data_root=data, device=device, progress=False, deadline=deadline,
+                                  skip_unfinishable=skip)
+        except Exception as e:  # noqa: BLE001 - the vmapped path failed: the seeds still train one by one
+            print(f"[queue] seeds together failed for {it.preset} {' '.join(it.overrides)} "
+                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); one seed at a time", flush=True)
+            recs = None
+        if recs is None:
+            pass                                 # one seed at a time, below
+        elif recs[0].get("unfinishable"):
             need, left = recs[0]["projected_s"], deadline - time.time()
             # one seed alone is assumed to take at least 1/S of the group's time (S models in one step
             # are never slower per model than one, on a GPU): if even that does not fit, move on

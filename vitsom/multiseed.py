@@ -25,6 +25,7 @@ from torch.func import functional_call, stack_module_state
 from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
 from .taskdata import ArrayBatches, input_norm, load_task_data
+from .vit import written_out_attention
 from .train import (NonFiniteLossError, autocast_dtype, build_model, cannot_finish, finish_run, loss_terms, lr_factor,
                     make_optimizer, reset_peak_rss, resolve_device)
 
@@ -216,6 +217,9 @@ def build_together(cfgs: list[RunConfig], dev: torch.device, amp, total_steps: i
     def member_loss(p, b, x, y, step_t, gamma):
         state = {f"model.{k}": v for k, v in p.items()}
         state.update(b)
+        if dev.type == "cuda":       # the fused CUDA attention kernels fail under vmap (see vit.py)
+            with written_out_attention():
+                return functional_call(base, state, (x, y, step_t, gamma))
         return functional_call(base, state, (x, y, step_t, gamma))
 
     vloss = torch.vmap(member_loss, in_dims=(0, 0, 0, 0, None, 0), randomness="different")

@@ -44,6 +44,26 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Te
     return emb.float()
 
 
+_written_out = [False]
+
+
+class written_out_attention:
+    """Context in which :class:`Attention` computes softmax(QKᵀ/√d)V with plain batched matmuls
+    instead of the fused SDPA kernel. Seeds-together training on CUDA needs it: under ``vmap`` the
+    fused CUDA kernels fail in the backward pass (torch 2.11, H200: "LSE is not correctly aligned"
+    in fp32, "expected input and grad types to match" under bf16 autocast), while matmul and
+    softmax batch everywhere. Same maths; the (T, T) attention is materialised."""
+
+    def __enter__(self):
+        self._prev = _written_out[0]
+        _written_out[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _written_out[0] = self._prev
+        return False
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -59,7 +79,11 @@ class Attention(nn.Module):
         # Fused SDPA everywhere. Under vmap (seeds together) on the CPU it has no batching rule and
         # runs member by member (a C++ loop); measured on 2 CPU cores that is still 2.7x faster than
         # the written-out softmax(QK^T)V, which batches but materialises the (T, T) attention.
-        y = F.scaled_dot_product_attention(q, k, v)          # (B, heads, T, C/heads)
+        if _written_out[0]:
+            att = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)     # (B, heads, T, T)
+            y = att.softmax(dim=-1) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v)      # (B, heads, T, C/heads)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
