@@ -32,7 +32,7 @@ from vitsom.multiseed import build_together  # noqa: E402
 from vitsom.records import atomic_write_json, device_info, git_commit  # noqa: E402
 from vitsom.som import gamma_at  # noqa: E402
 from vitsom.taskdata import ArrayBatches  # noqa: E402
-from vitsom.train import build_model, make_optimizer, make_train_step, resolve_device  # noqa: E402
+from vitsom.train import build_model, compile_with_fallback, make_optimizer, make_train_step, resolve_device  # noqa: E402
 
 EPOCH = 70_000
 
@@ -89,6 +89,23 @@ def main() -> None:
     rows: dict[str, dict] = {}
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; preset {args.preset}; batch {B}; {steps} timed steps")
+    meta = {"device": name, "device_info": device_info(dev), "git": git_commit(), "torch": torch.__version__,
+            "preset": args.preset, "batch": B, "steps": steps}
+
+    def measure(label: str, run) -> None:
+        """One row: measured, printed and saved at once, so that a row that fails (or a timeout
+        later on) keeps the rows before it; a failed row records its error instead."""
+        try:
+            r = run()
+            r["samples_per_s"] = round(B * r.get("members", 1) / r["s_per_step"], 1)
+            print(f"  {label:16s} {1e3 * r['s_per_step']:8.2f} ms/step  {r['samples_per_s']:10.1f} samples/s", flush=True)
+        except Exception as e:  # noqa: BLE001 - report, keep measuring the other rows
+            r = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+            print(f"  {label:16s} FAILED {r['error']}", flush=True)
+        rows[label] = r
+        if args.json:
+            atomic_write_json(Path(args.json), dict(meta, rows=rows, partial=True,
+                                                    created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
 
     # (a) plain eager fp32
     reset_peak(dev)
@@ -108,7 +125,7 @@ def main() -> None:
             x, _ = next(it)
         plain_step(model, opt, x.to(dev), state["step"], total, cfg.som.t_max, cfg.som.t_min, cfg.som.gamma)
         state["step"] += 1
-    rows["plain"] = {"s_per_step": timed(plain, steps, warm, dev), "peak_gb": peak(dev)}
+    measure("plain", lambda: {"s_per_step": timed(plain, steps, warm, dev), "peak_gb": peak(dev)})
     del model, opt
 
     # (b) vitsom fp32 eager and (c) default path
@@ -136,18 +153,21 @@ def main() -> None:
                 x, y = next(gen["it"])
             step_fn(x, y, step_t)
             step_t.add_(1)
-        rows[label] = {"s_per_step": timed(ours, steps, warm + (20 if compile_ else 0), dev), "peak_gb": peak(dev)}
+        measure(label, lambda: {"s_per_step": timed(ours, steps, warm + (20 if compile_ else 0), dev),
+                                "peak_gb": peak(dev)})
         del model, opt
-    if dev.type != "cuda":
+    if dev.type != "cuda" and "error" not in rows["fp32"]:
         rows["default"] = dict(rows["fp32"], note="on CPU the default path is fp32 eager")
 
-    # (d) seeds together
-    if args.seeds > 1:
+    # (d) seeds together: eager, and on CUDA also compiled (as vitsom.multiseed trains them there)
+    for compile_ in ([False, True] if dev.type == "cuda" and args.seeds > 1 else [False] if args.seeds > 1 else []):
         reset_peak(dev)
         c = make_config(args.preset, "paper", 0, ["train.precision=" + ("bf16" if dev.type == "cuda" else "fp32")])
         cfgs = [make_config(args.preset, "paper", s, [f"train.precision={c.train.precision}"]) for s in range(args.seeds)]
         amp = torch.bfloat16 if dev.type == "cuda" else None
         _, params, p_buf, opt, vloss = build_together(cfgs, dev, amp, total)
+        if compile_:
+            vloss = compile_with_fallback(vloss)
         bs = [ArrayBatches(arrays, B, dev, s) for s in range(args.seeds)]
         its = [b.epoch(0) for b in bs]
         step_t = torch.zeros((), device=dev)
@@ -168,31 +188,32 @@ def main() -> None:
             opt.step()
             step_t.add_(1)
         t_steps = max(2, steps // 2) if dev.type == "cpu" else steps
-        rows[f"together_x{args.seeds}"] = {"s_per_step": timed(together, t_steps, min(warm, 1) if dev.type == "cpu" else warm, dev),
-                                            "peak_gb": peak(dev), "members": args.seeds}
+        measure(f"together_x{args.seeds}" + ("_compiled" if compile_ else ""), lambda: {
+            "s_per_step": timed(together, t_steps, min(warm, 1) if dev.type == "cpu" else warm + (20 if compile_ else 0), dev),
+            "peak_gb": peak(dev), "members": args.seeds})
+        del params, opt
 
-    for r in rows.values():
+    ok = {k: r for k, r in rows.items() if "error" not in r}
+    for r in ok.values():
         members = r.get("members", 1)
-        r["samples_per_s"] = round(B * members / r["s_per_step"], 1)
         r["s_per_epoch_per_model"] = round(EPOCH / B * r["s_per_step"] / members, 3)
         r["s_per_epoch_all_members"] = round(EPOCH / B * r["s_per_step"], 3)
-    base = rows["plain"]["s_per_step"]
+    base = ok["plain"]["s_per_step"] if "plain" in ok else None
     print(f"\n{'row':16s} {'samples/s':>10s} {'s/epoch':>9s} {'vs plain':>9s} {'peak GB':>8s}")
     for k, r in rows.items():
-        ratio = base / (r["s_per_step"] / r.get("members", 1))
+        if "error" in r:
+            print(f"{k:16s} failed: {r['error']}")
+            continue
+        ratio = base / (r["s_per_step"] / r.get("members", 1)) if base else float("nan")
         r["speedup_vs_plain_per_model"] = round(ratio, 2)
         print(f"{k:16s} {r['samples_per_s']:10.1f} {r['s_per_epoch_all_members']:9.2f} {ratio:8.2f}× "
               f"{'' if r['peak_gb'] is None else r['peak_gb']:>8}")
-    tog = [k for k in rows if k.startswith("together")]
-    if tog:
-        k = tog[0]
-        r = rows[k]["s_per_step"] / rows["default"]["s_per_step"]
-        rows[k]["time_vs_one_seed_default"] = round(r, 2)
-        print(f"\n{k}: {rows[k]['members']} models per step in {r:.2f}× the time of one model on the default path")
-    out = {"device": name, "device_info": device_info(dev), "git": git_commit(), "torch": torch.__version__, "preset": args.preset, "batch": B, "steps": steps,
-           "rows": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for k in [k for k in ok if k.startswith("together")] if "default" in ok else []:
+        r = ok[k]["s_per_step"] / ok["default"]["s_per_step"]
+        ok[k]["time_vs_one_seed_default"] = round(r, 2)
+        print(f"{k}: {ok[k]['members']} models per step in {r:.2f}× the time of one model on the default path")
     if args.json:
-        atomic_write_json(Path(args.json), out)
+        atomic_write_json(Path(args.json), dict(meta, rows=rows, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
 
 
 if __name__ == "__main__":

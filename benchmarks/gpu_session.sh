@@ -39,10 +39,16 @@ cat "$OUT/env.txt"
 # queue processes take every SHARDS-th pending run; the benchmark runs last, alone, so that its
 # timings are not shared with anything.
 SHARDS=${SHARDS:-5}
+# ONE_SEED=1 (default): shards split single seeds, each trained on the compiled single-model path;
+# on 2026-11-27 (H200) the eager vmapped seeds-together step needed ~35 ms for 5 USPS models, too slow
+# for a 500-epoch run in one window, while compiled single-model SOM runs took ~1.5 ms a step
+one_seed=""; [ "${ONE_SEED:-1}" = 1 ] && one_seed="--one-seed-at-a-time"
 BENCH_S=${BENCH_S:-110}
 QUEUE_S=$(( BUDGET_S - BENCH_S - 40 ))
 logs=$(mktemp -d)
 pids=""
+# records say that their times were measured on a shared GPU (the book then does not compare them)
+[ "$SHARDS" -gt 1 ] && export VITSOM_DEVICE_SHARED="$SHARDS gpu_queue processes side by side (benchmarks/gpu_session.sh)"
 touch "$logs/start"
 if [ "${SKIP_PRECISION:-0}" != 1 ]; then
   echo "== 1. bf16 vs fp32, USPS quick, seeds 0 1 2, beside the queue ($(left)s left)"
@@ -68,7 +74,7 @@ fi
 
 echo "== 2. GPU queue in $SHARDS shards, ${QUEUE_S}s: paper-profile runs without a record ($(left)s left)"
 for k in $(seq 0 $((SHARDS - 1))); do
-  OMP_NUM_THREADS=2 $PY -m vitsom.gpu_queue --budget-s "$QUEUE_S" --shard "$k/$SHARDS" > "$logs/queue-$k.log" 2>&1 &
+  OMP_NUM_THREADS=2 $PY -m vitsom.gpu_queue --budget-s "$QUEUE_S" --shard "$k/$SHARDS" $one_seed > "$logs/queue-$k.log" 2>&1 &
   pids="$pids $!"
 done
 # a run projected to finish may still overrun (the shards slow each other down): stop them all

@@ -78,6 +78,14 @@ def test_queue_moves_past_a_run_that_cannot_finish(usps_root, isolated_results, 
     assert all(not record_path(make_config("usps-clustering", "smoke", s, list(long.overrides))).exists()
                for s in (0, 1))
     assert record_path(make_config("usps-clustering", "smoke", 0, list(short.overrides))).exists()
+    # one seed at a time: seed 0 is found unfinishable, so seed 1 of the same item is not even tried
+    record_path(make_config("usps-clustering", "smoke", 0, list(short.overrides))).unlink()
+    assert gpu_queue.main(["--budget-s", "150", "--profile", "smoke", "--device", "cpu", "--data", str(usps_root),
+                           "--one-seed-at-a-time"]) == 0
+    out = capsys.readouterr().out
+    assert "[queue] skipped usps-clustering" in out and "seed 0:" in out
+    assert "seeds [1]" in out and "[queue] usps-clustering " + " ".join(long.overrides) + " seeds [1]" not in out
+    assert record_path(make_config("usps-clustering", "smoke", 0, list(short.overrides))).exists()
 
 
 def test_shards_split_the_queue_without_overlap(monkeypatch, capsys):
@@ -90,6 +98,14 @@ def test_shards_split_the_queue_without_overlap(monkeypatch, capsys):
         gpu_queue.main(["--budget-s", "1", "--dry-run", "--shard", f"{k}/3"])
         seen += [line.split()[2] for line in capsys.readouterr().out.splitlines() if line.startswith("TODO")]
     assert sorted(seen) == sorted(it.overrides[0] for it in items)
+    # one seed at a time: the shards split (item, seed) pairs, shard k taking seed k of each item
+    two = [gpu_queue.Item("usps-clustering", (f"som.gamma={g}",), (0, 1)) for g in (0.001, 0.002)]
+    monkeypatch.setattr(gpu_queue, "pending", lambda its, profile: [(it, [make_config(it.preset, "smoke", s)
+                                                                         for s in it.seeds]) for it in two])
+    for k in range(2):
+        gpu_queue.main(["--budget-s", "1", "--dry-run", "--shard", f"{k}/2", "--one-seed-at-a-time"])
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("TODO")]
+        assert [line.split("seeds")[1].split("]")[0] + "]" for line in lines] == [f" [{k}]"] * 2
     for bad in ("3/3", "-1/2", "1", "a/b"):
         with pytest.raises(ValueError, match="--shard"):
             gpu_queue.parse_shard(bad)

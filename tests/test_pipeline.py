@@ -128,6 +128,30 @@ def test_status_table_without_records(tmp_path):
     assert set(st.columns) >= {"paper", "ours", "difference", "seeds", "profile", "device", "note"}
 
 
+def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
+    """A quick/smoke build still shows the paper-profile (GPU) records that exist, beside the
+    paper, with their device; their times are not compared when the GPU was shared."""
+    import shutil
+    from vitsom.pipeline import status_markdown
+    for preset in ("desom-usps", "desom-mnist"):             # the committed H200 records (5 and 2 seeds)
+        shutil.copytree(REPO_ROOT / "results" / "paper" / preset, tmp_path / "results" / "paper" / preset)
+    recs = sorted((tmp_path / "results" / "paper" / "desom-usps").glob("*.json"))
+    assert len(recs) == 5
+    plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
+    st = R.status_table(plan)
+    row = st[(st["section"] == "clustering") & (st["model"] == E.DESOM) & (st["column"] == "USPS")].iloc[0]
+    vals = [json.loads(f.read_text())["metrics"]["purity"] for f in recs]
+    assert row["ours"] == "—"                               # nothing of the smoke profile
+    assert row["paper_profile_ours"] == B.fmt(float(np.mean(vals)), float(np.std(vals)), 5, 3)
+    assert row["paper_profile_difference"] == f"{np.mean(vals) - 0.857:+.3f}"
+    assert row["paper_profile_seeds"] == "0, 1, 2, 3, 4" and "NVIDIA H200" in row["paper_profile_device"]
+    times = st[(st["section"] == "train_time") & (st["paper_profile_ours"] != "—")]
+    assert len(times) and (times["paper_profile_difference"] == "not comparable").all()   # shared GPU
+    md = status_markdown(st, plan, [], {}, "test")
+    assert "| paper profile | its difference | paper profile from |" in md and "Runs of the paper's full recipe" in md
+    assert set(st[st["paper_profile_ours"] != "—"]["model"]) <= {E.DESOM, f"{E.DESOM} [clustering]"}
+
+
 def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
     monkeypatch.setenv("VITSOM_RUNS", str(tmp_path / "runs"))
     plan = E.Plan.make("smoke", results=tmp_path / "results")

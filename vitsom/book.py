@@ -18,7 +18,7 @@ from .experiments import CLUSTERING_DATASETS, DATASET_NAMES, Outcome, Plan, exec
 def device_label(rec: dict) -> str:
     d = rec.get("device", {})
     if d.get("type") == "cuda":
-        return f"cuda ({d.get('name', '?')})"
+        return f"cuda ({d.get('name', '?')}" + (", shared with other runs)" if d.get("shared") else ")")
     threads = d.get("cpu_threads")
     return f"{d.get('type', '?')} ({d.get('name') or '?'}" + (f", {threads} threads)" if threads else ")")
 

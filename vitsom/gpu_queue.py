@@ -114,6 +114,10 @@ def main(argv=None) -> int:
     ap.add_argument("--shard", default="0/1", metavar="K/N",
                     help="take only every N-th pending item, starting at the K-th (0-based): N queue processes "
                          "with K = 0..N-1 share one GPU, which a small model leaves mostly idle")
+    ap.add_argument("--one-seed-at-a-time", action="store_true",
+                    help="never train seeds together; with --shard, the shards split single seeds (shard k "
+                         "trains seed k of each item when N = 5): on a GPU, N compiled single-seed processes "
+                         "side by side beat one eager vmapped step")
     ap.add_argument("--cut-off-runs", action="store_true",
                     help="train a run that cannot finish up to the budget and checkpoint it, instead of "
                          "giving up on it and moving on")
@@ -122,16 +126,24 @@ def main(argv=None) -> int:
     t0 = time.time()
     deadline = t0 + args.budget_s
     k, n = parse_shard(args.shard)
-    work = pending(priority_list(), args.profile)[k::n]
+    work = pending(priority_list(), args.profile)
+    if args.one_seed_at_a_time:      # shard single seeds, so that N processes train N seeds of an item at once
+        work = [(it, [c]) for it, todo in work for c in todo]
+    work = work[k::n]
     for it, todo in work:
         print(f"{'TODO':5s} {it.preset:28s} {' '.join(it.overrides):40s} seeds {[c.seed for c in todo]} {it.note}")
     if args.dry_run:
         return 0
+    given_up: set[tuple] = set()         # items found unfinishable: their other seeds take as long
     for it, todo in work:
         if time.time() > deadline:
             break
+        if (it.preset, it.overrides) in given_up:
+            continue
         try:
-            if not run_item(it, todo, deadline, args.data, args.device, skip):
+            more = run_item(it, todo, deadline, args.data, args.device, skip,
+                            together_ok=not args.one_seed_at_a_time, given_up=given_up)
+            if not more:
                 break
         except Exception:  # noqa: BLE001 - one broken item must not cost the rest of the window
             import traceback
@@ -143,14 +155,16 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool) -> bool:
-    """Train one queue item's pending seeds; False when the budget ran out (stop the queue)."""
+def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool, together_ok: bool = True,
+             given_up: set | None = None) -> bool:
+    """Train one queue item's pending seeds; False when the budget ran out (stop the queue). An item
+    that cannot finish in time is added to ``given_up``."""
     from .experiments import snapshot_epochs
     from .multiseed import train_together
     from .train import train
     print(f"[queue] {it.preset} {' '.join(it.overrides)} seeds {[c.seed for c in todo]} "
           f"({deadline - time.time():.0f}s left)", flush=True)
-    together = it.together and len(todo) > 1 and todo[0].model.arch == "vit" and \
+    together = together_ok and it.together and len(todo) > 1 and todo[0].model.arch == "vit" and \
         todo[0].som.distance != "manhattan" and \
         not any((runs_root() / c.key() / "checkpoint.pt").exists() for c in todo)
     solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
@@ -174,6 +188,8 @@ def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool) ->
                   f"{need:.0f}s more needed, {left:.0f}s left; "
                   + ("trying one seed at a time" if alone_fits else "one seed would not fit either"))
             if not alone_fits:
+                if given_up is not None:
+                    given_up.add((it.preset, it.overrides))
                 return True
         elif any(r.get("interrupted") for r in recs):
             print(f"[queue] budget reached: {it.preset} seeds {[c.seed for c in group]} checkpointed "
@@ -190,6 +206,8 @@ def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool) ->
         if rec.get("unfinishable"):
             print(f"[queue] skipped {c.preset} {' '.join(it.overrides)} seed {c.seed}: "
                   f"{rec['projected_s']:.0f}s more needed, {deadline - time.time():.0f}s left")
+            if given_up is not None:
+                given_up.add((it.preset, it.overrides))
             return True                      # the item's other seeds take as long: next item
         if rec.get("interrupted"):
             print(f"[queue] budget reached: {c.preset} seed {c.seed} checkpointed at step {rec['step']}")

@@ -26,8 +26,8 @@ from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
 from .taskdata import ArrayBatches, input_norm, load_task_data
 from .vit import written_out_attention
-from .train import (NonFiniteLossError, autocast_dtype, build_model, cannot_finish, finish_run, loss_terms, lr_factor,
-                    make_optimizer, reset_peak_rss, resolve_device)
+from .train import (NonFiniteLossError, autocast_dtype, build_model, cannot_finish, compile_with_fallback,
+                    finish_run, loss_terms, lr_factor, make_optimizer, reset_peak_rss, resolve_device)
 
 
 # One optimizer is built from the first member's recipe, so these must agree across members.
@@ -108,6 +108,8 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
     total_steps = steps_per_epoch * todo[0].train.epochs
 
     models, params, p_buf, opt, vloss = build_together(todo, dev, amp, total_steps)
+    if dev.type == "cuda" and todo[0].train.compile:
+        vloss = compile_with_fallback(vloss, log)     # one graph for all members' forward and backward
     names = [n for n, _ in models[0].named_parameters()]
     t = todo[0].train
     lr = opt.param_groups[0]["lr"]

@@ -220,6 +220,15 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
         f"**{len(have)} of {len(st)}** paper numbers have a counterpart of ours in this build. "
         "The table is also available as {download}`status.csv <status.csv>`.", "",
     ]
+    full = st[st["paper_profile_ours"] != "—"] if "paper_profile_ours" in st else st.iloc[:0]
+    if len(full):
+        devices = sorted({d for v in full["paper_profile_device"] for d in v.split("; ")})
+        lines += [
+            f"**Runs of the paper's full recipe so far.** {len(full)} of these numbers also have records of the "
+            f"**paper** profile (the recipe at full length; {', '.join(devices)}), made a few runs at a time as GPU time "
+            "allows (`python -m vitsom.gpu_queue`). Each section shows them in the column **paper profile**, with "
+            "their own difference to the paper, seeds and device. Times measured while other runs shared the GPU "
+            "are marked *not comparable*.", ""]
     if failures:
         lines += ["```{warning}", "These notebooks failed in this build: "
                   + "; ".join(f"{k}: {v}" for k, v in failures.items()), "```", ""]
@@ -232,11 +241,19 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
         cols = ["model", "column", "paper (reported)", "ours", "difference", "note"]
         if len(sources) > 1:
             cols.insert(5, "ours from")
+        in_full = sub[sub["paper_profile_ours"] != "—"] if "paper_profile_ours" in sub else sub.iloc[:0]
+        if len(in_full):
+            cols[5:5] = ["paper profile", "its difference", "paper profile from"]
         rows = []
         for _, r in sub.iterrows():
-            rows.append({"model": r["model"], "column": r["column"], "paper (reported)": r["paper"], "ours": r["ours"],
-                         "difference": r["difference"], "note": r["note"],
-                         "ours from": "—" if r["ours"] == "—" else f"{r['profile']}, {r['device']}, seeds {r['seeds']}"})
+            row = {"model": r["model"], "column": r["column"], "paper (reported)": r["paper"], "ours": r["ours"],
+                   "difference": r["difference"], "note": r["note"],
+                   "ours from": "—" if r["ours"] == "—" else f"{r['profile']}, {r['device']}, seeds {r['seeds']}"}
+            if len(in_full):
+                row.update({"paper profile": r["paper_profile_ours"], "its difference": r["paper_profile_difference"],
+                            "paper profile from": "—" if r["paper_profile_ours"] == "—"
+                            else f"{r['paper_profile_device']}, seeds {r['paper_profile_seeds']}"})
+            rows.append(row)
         if len(sources) == 1:
             prof, dev, seeds = sources[0]
             src = f"**Ours:** profile {prof}, {dev}, seeds {seeds}."

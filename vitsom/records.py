@@ -84,12 +84,17 @@ def _read_git() -> dict[str, Any]:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
+    """Type, name and torch version of the device; ``shared`` says what else ran on it at the same
+    time (from env ``VITSOM_DEVICE_SHARED``, which the GPU session script sets when several queue
+    processes share one GPU): such a run's times are not the device's own speed."""
     info: dict[str, Any] = {"type": device.type, "torch": torch.__version__}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     else:
         info["name"] = _cpu_name()
         info["cpu_threads"] = torch.get_num_threads()
+    if os.environ.get("VITSOM_DEVICE_SHARED"):
+        info["shared"] = os.environ["VITSOM_DEVICE_SHARED"]
     return info
 
 

@@ -211,11 +211,15 @@ def fmt_paper(rp: Reported) -> str:
 def status_table(plan: Plan):
     """Every reported number with ours beside it (mean ± std over the plan's seeds, from records).
 
-    Columns: section, model, column, paper, ours, difference, seeds, profile, device, note, source."""
+    Columns: section, model, column, paper, ours, difference, seeds, profile, device, note, source.
+    In a build of another profile, the paper profile's records (the full recipe, usually from a GPU)
+    that exist are shown too: columns paper_profile_ours, paper_profile_difference,
+    paper_profile_seeds and paper_profile_device ("—" where there are none)."""
     import pandas as pd
-    from .records import load_record, record_path
     rows = []
     cache: dict[tuple, list[dict]] = {}
+    full = Plan.make("paper", results=plan.results, datasets=plan.datasets, extra=plan.extra,
+                     data_root=plan.data_root) if plan.profile != "paper" else None
     for rp in REPORTED:
         recs: list[dict] = []
         why = ""
@@ -224,44 +228,63 @@ def status_table(plan: Plan):
         elif not preset_known(rp.ours.preset):
             why = f"preset {rp.ours.preset} not available"
         else:
-            key = (rp.ours.preset, rp.ours.overrides)
-            if key not in cache:
-                got = []
-                for s in plan.seeds:
-                    p = record_path(Run(rp.ours.preset, rp.ours.overrides, s).config(plan.profile, plan.extra), plan.results)
-                    if p.exists():
-                        got.append(load_record(p))
-                cache[key] = got
-            recs = cache[key]
+            recs = _records(rp, plan, cache)
             if not recs:
                 if plan.datasets is not None and rp.dataset not in plan.datasets:
                     why = "dataset not selected"
                 else:
                     why = _missing_reason(rp.dataset, plan)
-        vals = [record_row(r).get(rp.ours.metric) for r in recs] if rp.ours else []
-        vals = [v for v in vals if v is not None and np.isfinite(v)]
-        if recs and not vals and rp.ours and rp.ours.metric == "peak_cuda_gb":
+        ours, diff, n = _summary(rp, recs, plan.profile)
+        if recs and not n and rp.ours and rp.ours.metric == "peak_cuda_gb":
             why = "our runs were on CPU"
-        m, sd, n = mean_std(vals)
-        d = (2 if rp.value >= 1 else 3) if rp.unit == "M" else _digits(rp)
-        diff = ""
-        if n:
-            comparable = rp.unit in ("fraction", "M") or (
-                plan.profile == "paper" and all(r.get("device", {}).get("type") == "cuda" for r in recs))
-            diff = f"{m - rp.value:+.{d}f}" if comparable else "not comparable"
-        ours = "—"
-        if n:
-            ours = (f"{m:.2f}M" if m >= 1 else f"{m:.3f}M") if rp.unit == "M" else fmt(m, sd, n, d)
-        rows.append({
+        row = {
             "section": rp.section, "model": rp.model, "column": DATASET_NAMES.get(rp.column, rp.column),
-            "paper": fmt_paper(rp), "ours": ours, "difference": diff or "—",
-            "seeds": ", ".join(str(r["seed"]) for r in recs if rp.ours) if n else "—",
+            "paper": fmt_paper(rp), "ours": ours, "difference": diff,
+            "seeds": ", ".join(str(r["seed"]) for r in recs) if n else "—",
             "profile": plan.profile if n else "—",
             "device": "; ".join(sorted({device_label(r) for r in recs})) if n else "—",
             "note": rp.note if n else why,
             "source": rp.source,
-        })
+        }
+        if full is not None:
+            precs = _records(rp, full, cache) if rp.ours is not None and preset_known(rp.ours.preset) else []
+            p_ours, p_diff, pn = _summary(rp, precs, "paper")
+            row.update({"paper_profile_ours": p_ours, "paper_profile_difference": p_diff,
+                        "paper_profile_seeds": ", ".join(str(r["seed"]) for r in precs) if pn else "—",
+                        "paper_profile_device": "; ".join(sorted({device_label(r) for r in precs})) if pn else "—"})
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _records(rp: Reported, plan: Plan, cache: dict) -> list[dict]:
+    """The records of ``rp``'s counterpart for the plan's profile and seeds (those that exist)."""
+    from .records import load_record, record_path
+    key = (plan.profile, rp.ours.preset, rp.ours.overrides, rp.dataset)
+    if key not in cache:
+        got = []
+        for s in plan.seeds:
+            p = record_path(Run(rp.ours.preset, rp.ours.overrides, s).config(plan.profile, plan.extra), plan.results)
+            if p.exists():
+                got.append(load_record(p))
+        cache[key] = got
+    return cache[key]
+
+
+def _summary(rp: Reported, recs: list[dict], profile: str) -> tuple[str, str, int]:
+    """(ours as "mean ± std", difference to the paper or "not comparable", number of values)."""
+    vals = [record_row(r).get(rp.ours.metric) for r in recs] if rp.ours else []
+    vals = [v for v in vals if v is not None and np.isfinite(v)]
+    m, sd, n = mean_std(vals)
+    if not n:
+        return "—", "—", 0
+    d = (2 if rp.value >= 1 else 3) if rp.unit == "M" else _digits(rp)
+    comparable = rp.unit in ("fraction", "M") or (
+        profile == "paper" and all(r.get("device", {}).get("type") == "cuda" for r in recs))
+    if rp.unit == "s" and any(r.get("device", {}).get("shared") for r in recs):
+        comparable = False                      # timed while other runs shared the device
+    diff = f"{m - rp.value:+.{d}f}" if comparable else "not comparable"
+    ours = (f"{m:.2f}M" if m >= 1 else f"{m:.3f}M") if rp.unit == "M" else fmt(m, sd, n, d)
+    return ours, diff, n
 
 
 def _missing_reason(dataset: str, plan: Plan) -> str:

@@ -123,6 +123,26 @@ def loss_terms(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tenso
     return task + gamma * som, task, som
 
 
+def compile_with_fallback(fn: Callable, log: Callable[[str], None] = print) -> Callable:
+    """``fn`` through ``torch.compile`` (mode from env ``VITSOM_COMPILE_MODE``, default "default";
+    "reduce-overhead" uses CUDA graphs). If compiling or running the compiled code raises, say so
+    once and use ``fn`` itself from then on: never silently different maths."""
+    mode = os.environ.get("VITSOM_COMPILE_MODE", "default")
+    current = [torch.compile(fn, dynamic=False, mode=mode)]
+
+    def call(*args):
+        try:
+            return current[0](*args)
+        except Exception as e:  # noqa: BLE001 - any compiler failure → eager
+            if current[0] is fn:
+                raise
+            log(f"[vitsom] torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "continuing in eager mode")
+            current[0] = fn
+            return fn(*args)
+    return call
+
+
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig, total_steps: int,
                     amp: torch.dtype | None, compile: bool = False, log: Callable[[str], None] = print):
     """``step(x, y, step_t) -> tensor([loss, task, som])``: forward, backward, optimizer step.
@@ -132,19 +152,10 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig
     def eager(x, y, step_t):
         return loss_terms(model, cfg, x, y, step_t, total_steps, amp)
 
-    mode = os.environ.get("VITSOM_COMPILE_MODE", "default")   # e.g. "reduce-overhead" (CUDA graphs)
-    fn = [torch.compile(eager, dynamic=False, mode=mode) if compile else eager]
+    losses = compile_with_fallback(eager, log) if compile else eager
 
     def step(x: torch.Tensor, y: torch.Tensor, step_t: torch.Tensor) -> torch.Tensor:
-        try:
-            loss, task, som = fn[0](x, y, step_t)
-        except Exception as e:  # noqa: BLE001 - any compiler failure → eager
-            if fn[0] is eager:
-                raise
-            log(f"[vitsom] torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                "continuing in eager mode")
-            fn[0] = eager
-            loss, task, som = eager(x, y, step_t)
+        loss, task, som = losses(x, y, step_t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
