@@ -13,6 +13,8 @@
 #
 # Prepare here (once per session; the data travel as an ignored, carried folder):
 #   mkdir -p .gpu-data && cp -r ../shared/data/{mnist,fashion-mnist,usps} .gpu-data/
+#   git rev-parse HEAD > .gpu-data/HEAD    # after committing: the device's .git may be older than
+#                                          # the tree, so records name this commit instead
 # Run on the device (device tool: carry [".gpu-data"], timeout_s a minute above BUDGET_S):
 #   BUDGET_S=420 bash benchmarks/gpu_session.sh
 # Back here: tar -xzf <files_at>/records.tar.gz (records land in results/paper/), commit them.
@@ -24,12 +26,13 @@ export PYTHONPATH=${PYTHONPATH:-.}
 export PYTHONUNBUFFERED=1
 export VITSOM_DATA=${VITSOM_DATA:-$PWD/.gpu-data}
 export VITSOM_DOWNLOAD=0
+[ -f "$VITSOM_DATA/HEAD" ] && export VITSOM_GIT_COMMIT=$(cat "$VITSOM_DATA/HEAD")
 PY=${PY:-python3}
 start=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - start))); }
 exec > >(tee -a "$OUT/session.log") 2>&1
 
-echo "== gpu_session: budget ${BUDGET_S}s, data ${VITSOM_DATA}, commit $(git rev-parse --short HEAD 2>/dev/null)"
+echo "== gpu_session: budget ${BUDGET_S}s, data ${VITSOM_DATA}, commit ${VITSOM_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null)} (git here: $(git rev-parse --short HEAD 2>/dev/null))"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO CUDA')"
 } > "$OUT/env.txt"

@@ -109,3 +109,17 @@ def test_shards_split_the_queue_without_overlap(monkeypatch, capsys):
     for bad in ("3/3", "-1/2", "1", "a/b"):
         with pytest.raises(ValueError, match="--shard"):
             gpu_queue.parse_shard(bad)
+
+
+def test_records_name_the_commit_the_device_tree_was_copied_from(monkeypatch):
+    """On the device the copied tree's .git may be older than the code: VITSOM_GIT_COMMIT names the
+    real commit, and what git read there is kept beside it."""
+    from vitsom import records
+    here = records._read_git()
+    monkeypatch.setenv("VITSOM_GIT_COMMIT", "0" * 40)
+    got = records._read_git()
+    if here["commit"] is None:
+        pytest.skip("not a git checkout")
+    assert got["commit"] == "0" * 40 and got["dirty"] is None and here["commit"] in got["note"]
+    monkeypatch.setenv("VITSOM_GIT_COMMIT", here["commit"])
+    assert records._read_git() == here

@@ -80,7 +80,15 @@ def _read_git() -> dict[str, Any]:
             return None
     commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    here = {"commit": commit, "dirty": bool(status) if status is not None else None}
+    named = os.environ.get("VITSOM_GIT_COMMIT")
+    if named and named != commit:
+        # a working tree copied to another machine with an older .git (the GPU device): the
+        # committed tree it is a copy of is named by whoever sent it; what git said there is kept
+        return {"commit": named, "dirty": None,
+                "note": f"commit named by VITSOM_GIT_COMMIT; git in the copied tree read {commit} "
+                        f"(dirty: {here['dirty']})"}
+    return here
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
