@@ -123,3 +123,22 @@ def test_records_name_the_commit_the_device_tree_was_copied_from(monkeypatch):
     assert got["commit"] == "0" * 40 and got["dirty"] is None and here["commit"] in got["note"]
     monkeypatch.setenv("VITSOM_GIT_COMMIT", here["commit"])
     assert records._read_git() == here
+
+
+def test_hopeless_runs_are_skipped_before_they_start(usps_root, isolated_results, monkeypatch, capsys):
+    """After one finished run, a run whose step count times the fastest timed step (halved) exceeds
+    the time left is skipped without loading data or compiling; the step count comes from another
+    record of the same preset and data (here the first item's)."""
+    short = gpu_queue.Item("usps-clustering", tuple(TINY + ["train.epochs=2"]), (0,))
+    long = gpu_queue.Item("usps-clustering", tuple(TINY + ["train.epochs=100000"]), (0, 1))
+    cfg = make_config("usps-clustering", "smoke", 0, list(long.overrides))
+    assert gpu_queue.steps_per_epoch_hint(cfg) is None and gpu_queue.hopeless(cfg, 1.0, 10.0) is None
+    monkeypatch.setattr(gpu_queue, "priority_list", lambda: [short, long])
+    assert gpu_queue.main(["--budget-s", "150", "--profile", "smoke", "--device", "cpu", "--data", str(usps_root),
+                           "--one-seed-at-a-time"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped usps-clustering" in out and "seed 0 without starting it" in out
+    assert "seed 1 without starting it" not in out           # the item is given up as a whole
+    assert gpu_queue.steps_per_epoch_hint(cfg) == 4          # 128 images, batch 32
+    assert gpu_queue.hopeless(cfg, 1e-9, 10.0) is None       # a fast enough step: try it
+    assert gpu_queue.hopeless(cfg, 1e-3, 10.0) == pytest.approx(0.5 * 4 * 100000 * 1e-3)

@@ -88,6 +88,43 @@ def pending(items: list[Item], profile: str, results=None) -> list[tuple[Item, l
     return out
 
 
+def steps_per_epoch_hint(cfg, results=None) -> int | None:
+    """Steps per epoch of ``cfg``'s training data, read from any record of the same preset that
+    trained on the same data (split, sample cap, label fraction) with the same batch size: for the
+    paper profile, usually a quick-profile record. None when there is none."""
+    import json
+    t = cfg.train
+    for p in sorted(results_root(results).glob(f"*/{cfg.preset}/*.json")):
+        try:
+            r = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        c = r.get("config", {})
+        rt = c.get("train", {})
+        if (c.get("split") == cfg.split and rt.get("batch_size") == t.batch_size
+                and rt.get("max_train_samples", 0) == t.max_train_samples
+                and rt.get("label_fraction", 1.0) == t.label_fraction and rt.get("epochs") and r.get("steps")):
+            return r["steps"] // rt["epochs"]
+    return None
+
+
+def hopeless(cfg, fastest_step_s: float | None, time_left: float, results=None) -> float | None:
+    """A lower bound on ``cfg``'s training time if it already exceeds ``time_left``, else None.
+
+    The bound is half the run's number of steps (from :func:`steps_per_epoch_hint`) times the
+    fastest step this process has timed so far: halved because a timed step includes its run's
+    compile time, and a different model's step may be faster. It needs no compile and no data
+    loading, so a run that cannot fit is skipped at no GPU cost (the 2-epoch projection would
+    spend a compile on each)."""
+    if fastest_step_s is None:
+        return None
+    spe = steps_per_epoch_hint(cfg, results)
+    if spe is None:
+        return None
+    bound = 0.5 * spe * cfg.train.epochs * fastest_step_s
+    return bound if bound > time_left else None
+
+
 def pack_records(dest: Path, profile: str, results=None, since: float = 0.0) -> int:
     """All records of ``profile`` written after ``since`` into one tar.gz (paths relative to the repo)."""
     root = results_root(results)
@@ -135,14 +172,22 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     given_up: set[tuple] = set()         # items found unfinishable: their other seeds take as long
+    fastest: list[float] = []            # s per step of the single-model runs finished in this process
     for it, todo in work:
         if time.time() > deadline:
             break
         if (it.preset, it.overrides) in given_up:
             continue
+        if args.one_seed_at_a_time:
+            bound = hopeless(todo[0], min(fastest, default=None), deadline - time.time())
+            if bound is not None:
+                print(f"[queue] skipped {it.preset} {' '.join(it.overrides)} seed {todo[0].seed} without starting it: "
+                      f"at least {bound:.0f}s at the fastest step timed here, {deadline - time.time():.0f}s left")
+                given_up.add((it.preset, it.overrides))
+                continue
         try:
             more = run_item(it, todo, deadline, args.data, args.device, skip,
-                            together_ok=not args.one_seed_at_a_time, given_up=given_up)
+                            together_ok=not args.one_seed_at_a_time, given_up=given_up, step_times=fastest)
             if not more:
                 break
         except Exception:  # noqa: BLE001 - one broken item must not cost the rest of the window
@@ -156,9 +201,10 @@ def main(argv=None) -> int:
 
 
 def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool, together_ok: bool = True,
-             given_up: set | None = None) -> bool:
+             given_up: set | None = None, step_times: list | None = None) -> bool:
     """Train one queue item's pending seeds; False when the budget ran out (stop the queue). An item
-    that cannot finish in time is added to ``given_up``."""
+    that cannot finish in time is added to ``given_up``; each finished single-model run appends its
+    seconds per step to ``step_times``."""
     from .experiments import snapshot_epochs
     from .multiseed import train_together
     from .train import train
@@ -212,6 +258,8 @@ def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool, to
         if rec.get("interrupted"):
             print(f"[queue] budget reached: {c.preset} seed {c.seed} checkpointed at step {rec['step']}")
             return False
+        if step_times is not None and rec.get("steps") and rec.get("train_time_s"):
+            step_times.append(rec["train_time_s"] / rec["steps"])
     return True
 
 
