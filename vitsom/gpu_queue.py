@@ -8,7 +8,9 @@ uninterrupted run. Records are packed into one archive for the trip back from th
 
     PYTHONPATH=. python3 -m vitsom.gpu_queue --budget-s 480 --pack $OUT/records.tar.gz [--dry-run]
 
-Seeds of one item are trained together (one vectorised model) when ``together`` is set.
+Seeds of one item are trained together (one vectorised model) when ``together`` is set, unless
+``--one-seed-at-a-time``. A small model leaves a big GPU mostly idle, so N queue processes can
+share it: ``--shard K/N`` gives process K every N-th item (or, one seed at a time, every N-th seed).
 
 A checkpoint cannot travel back from the device machine (files return at 16 MiB at most; a 40×40
 MNIST checkpoint is about 60 MB a seed), so a run cut off at the end of a window is lost. The queue
