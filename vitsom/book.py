@@ -186,7 +186,9 @@ def profile_banner(profile: str) -> str:
                 "Run `make reproduce PROFILE=paper` on a GPU for the real comparison.")
     if profile == "quick":
         return (f"**Quick profile: a partial reproduction.** Each run trains {epochs} epochs on the full "
-                "data instead of the paper's 500; expect lower scores than the paper's.")
+                "data instead of the paper's 500; expect lower scores than the paper's. Where runs of the full "
+                "recipe (the paper profile, made on a GPU) exist, the reproduction-status page shows them too, "
+                "in their own column.")
     return "**Paper profile: the authors' full recipes** (500 epochs, full data); see the status page for known deviations."
 
 
