@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -94,7 +95,6 @@ def steps_per_epoch_hint(cfg, results=None) -> int | None:
     """Steps per epoch of ``cfg``'s training data, read from any record of the same preset that
     trained on the same data (split, sample cap, label fraction) with the same batch size: for the
     paper profile, usually a quick-profile record. None when there is none."""
-    import json
     t = cfg.train
     for p in sorted(results_root(results).glob(f"*/{cfg.preset}/*.json")):
         try:

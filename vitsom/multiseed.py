@@ -13,6 +13,7 @@ reassociation inside the batched kernels (checked by a test).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -219,10 +220,9 @@ def build_together(cfgs: list[RunConfig], dev: torch.device, amp, total_steps: i
     def member_loss(p, b, x, y, step_t, gamma):
         state = {f"model.{k}": v for k, v in p.items()}
         state.update(b)
-        if dev.type == "cuda":       # the fused CUDA attention kernels fail under vmap (see vit.py)
-            with written_out_attention():
-                return functional_call(base, state, (x, y, step_t, gamma))
-        return functional_call(base, state, (x, y, step_t, gamma))
+        # the fused CUDA attention kernels fail under vmap (see vit.written_out_attention)
+        with written_out_attention() if dev.type == "cuda" else contextlib.nullcontext():
+            return functional_call(base, state, (x, y, step_t, gamma))
 
     vloss = torch.vmap(member_loss, in_dims=(0, 0, 0, 0, None, 0), randomness="different")
     return models, params, p_buf, opt, vloss

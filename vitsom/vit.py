@@ -6,6 +6,7 @@ The decoder reconstructs the image from *all* encoder tokens (it never sees the 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -47,21 +48,18 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Te
 _written_out = [False]
 
 
-class written_out_attention:
+@contextlib.contextmanager
+def written_out_attention():
     """Context in which :class:`Attention` computes softmax(QKᵀ/√d)V with plain batched matmuls
     instead of the fused SDPA kernel. Seeds-together training on CUDA needs it: under ``vmap`` the
     fused CUDA kernels fail in the backward pass (torch 2.11, H200: "LSE is not correctly aligned"
     in fp32, "expected input and grad types to match" under bf16 autocast), while matmul and
     softmax batch everywhere. Same maths; the (T, T) attention is materialised."""
-
-    def __enter__(self):
-        self._prev = _written_out[0]
-        _written_out[0] = True
-        return self
-
-    def __exit__(self, *exc):
-        _written_out[0] = self._prev
-        return False
+    prev, _written_out[0] = _written_out[0], True
+    try:
+        yield
+    finally:
+        _written_out[0] = prev
 
 
 class Attention(nn.Module):
@@ -76,9 +74,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        # Fused SDPA everywhere. Under vmap (seeds together) on the CPU it has no batching rule and
-        # runs member by member (a C++ loop); measured on 2 CPU cores that is still 2.7x faster than
-        # the written-out softmax(QK^T)V, which batches but materialises the (T, T) attention.
+        # Fused SDPA, except under written_out_attention (seeds together on CUDA, where the fused
+        # kernels fail under vmap). Under vmap on the CPU, SDPA has no batching rule and runs member
+        # by member (a C++ loop); measured on 2 CPU cores that is still 2.7x faster than the
+        # written-out softmax(QK^T)V, which batches but materialises the (T, T) attention.
         if _written_out[0]:
             att = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)     # (B, heads, T, T)
             y = att.softmax(dim=-1) @ v
