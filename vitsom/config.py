@@ -57,7 +57,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8                 # Adam(W)'s ε (PyTorch's default, as in the reference)
-    optimizer: str = "adamw"          # "adamw" (ViT-SOM) or "adam" (DESOM)
+    optimizer: str = "adamw"          # "adamw" (ViT-SOM), "adam" (DESOM), "batch-map" (classical SOM)
     schedule: str = "cosine"          # per-epoch warm-up + cosine ("cosine") or none ("constant")
     lr_batch_scaling: bool = True     # effective lr = lr · batch_size / 256 (the ViT-SOM recipe)
     max_train_samples: int = 0        # 0 = all; else a fixed random subset (profiles use this)
@@ -106,8 +106,12 @@ class RunConfig:
             raise ValueError(f"train.eps (Adam's ε) must be positive, got {t.eps}")
         if not 0 < t.label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {t.label_fraction}")
-        if t.optimizer not in ("adamw", "adam"):
-            raise ValueError(f"unknown optimizer {t.optimizer!r}; choose adamw or adam")
+        if t.optimizer not in ("adamw", "adam", "batch-map"):
+            raise ValueError(f"unknown optimizer {t.optimizer!r}; choose adamw, adam or batch-map")
+        if t.optimizer == "batch-map" and (m.arch != "som" or s.distance != "euclidean"):
+            raise ValueError("optimizer 'batch-map' (Kohonen's batch SOM) trains only the raw-pixel SOM with "
+                             f"euclidean distance: set model.arch=som and som.distance=euclidean (got arch "
+                             f"{m.arch!r}, distance {s.distance!r})")
         if t.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {t.schedule!r}; choose cosine or constant")
         if t.precision not in ("auto", "fp32", "bf16"):
@@ -200,6 +204,19 @@ def _raw_som(name: str, dataset: str, img: int) -> RunConfig:
     return c
 
 
+def _classical_som(name: str, dataset: str, img: int, grid: int) -> RunConfig:
+    """The textbook SOM on the pixels (``vitsom.batch_som``): Kohonen's batch map, Euclidean distance,
+    Gaussian neighbourhood whose width decays exponentially per epoch from half the map's side to 1
+    (the SOM Toolbox ends its fine-tuning at 1), 30 epochs over the whole training set; no γ, no
+    learning rate. Same map, data and protocol as ``som-*``; only the training algorithm differs."""
+    c = _raw_som(name, dataset, img)
+    c.som.height = c.som.width = grid
+    c.som.distance, c.som.t_max, c.som.t_min = "euclidean", grid / 2, 1.0
+    c.train = TrainConfig(epochs=30, optimizer="batch-map", schedule="constant", warmup_epochs=0,
+                          weight_decay=0.0, som_weight_decay=0.0, lr_batch_scaling=False)
+    return c
+
+
 def _resnet34(name: str, recipe: RunConfig) -> RunConfig:
     """ResNet34 from scratch on ``recipe``'s dataset with that ViT-SOM-cls recipe's optimiser,
     schedule, epochs, batch and label smoothing; no SOM (0×0 map, γ 0)."""
@@ -236,6 +253,8 @@ def _build_presets() -> dict[str, RunConfig]:
     for ds, img, batch in (("mnist", 28, 128), ("fmnist", 28, 256), ("usps", 16, 256)):
         p[f"desom-{ds}"] = _desom(f"desom-{ds}", ds, img, batch)
         p[f"som-{ds}"] = _raw_som(f"som-{ds}", ds, img)
+        p[f"ksom-{ds}"] = _classical_som(f"ksom-{ds}", ds, img, 24)
+        p[f"ksom-{ds}-8x8"] = _classical_som(f"ksom-{ds}-8x8", ds, img, 8)
     for ds, recipe in (("mnist", "mnist-classification"), ("fmnist", "fmnist-classification"),
                        ("cifar10", "cifar10-classification"), ("cifar100", "cifar100-classification"),
                        ("flowers17", "flowers17-classification"), ("svhn", "svhn-classification"),

@@ -58,7 +58,7 @@ def priority_list() -> list[Item]:
         p = r.preset
         if p.endswith(("-clustering", "-clustering-24x24")) and not r.overrides:
             return (0 if r.dataset == "usps" else 1 if p.endswith("-clustering") else 2, ds_order)
-        if p.startswith(("desom-", "som-")) or p.endswith("-8x8") or r.overrides == ("split=train",):
+        if p.startswith(("desom-", "som-", "ksom-")) or p.endswith("-8x8") or r.overrides == ("split=train",):
             return (3, ds_order)
         if p.endswith(("-clustering", "-24x24-v1")):
             return (4, ds_order)                    # ablations, and the v1-era 24×24 recipe

@@ -58,6 +58,8 @@ def _clustering_reported() -> list[Reported]:
     ours = {RAW_SOM: "som-{ds}", "SOM-VAE": None, DESOM: "desom-{ds}", VIT_SOM_24: "{ds}-clustering-24x24",
             VIT_SOM_40: "{ds}-clustering"}
     notes = {"SOM-VAE": "not implemented here",
+             RAW_SOM: "ours is trained by gradient; a classical batch-map SOM is the clustering page's row "
+                      "\"SOM (24×24), classical batch map\"",
              VIT_SOM_40: "how purity grows with training length: the clustering page's training-length study"}
     out = []
     for model, (a, b, c, params) in table.items():
@@ -335,6 +337,11 @@ DEVIATIONS: list[tuple[str, str]] = [
      "v1-era recipe (200 epochs, batch 256, T_max 24, γ 0.0005). The clustering page also trains that recipe "
      "(row \"ViT-SOM (24×24), v1-era recipe\": T_min 0.1, lr 5e-4, warm-up 10, weight decay 0) with today's model; "
      "the v1 decoder was as wide as the encoder and its SOM also saw the CLS token, which we do not reproduce."),
+    ("Raw-pixel SOM",
+     "The authors' repository has no code for the SOM (24×24) row. Ours is ViT-SOM without the ViT: the same "
+     "map on the flattened pixels, trained by gradient with the 24×24 ViT-SOM recipe (cosine distance, AdamW, "
+     "T 20 → 0.001). The clustering page adds the textbook alternative, Kohonen's batch map (Euclidean, "
+     "neighbourhood width from half the map's side to 1 over 30 epochs, no gradient), at 24×24 and 8×8."),
     ("SOM-loss scale",
      "L_som is the mean over batch and units (the authors' code), K times smaller than the printed 1/N ΣΣ form; "
      "γ values are the code's."),

@@ -236,6 +236,10 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
         torch.backends.cudnn.allow_tf32 = True
 
     data = load_task_data(cfg, data_root)
+    if cfg.train.optimizer == "batch-map":      # the classical SOM: no gradient, no optimiser
+        from .batch_som import train_batch_map
+        return train_batch_map(cfg, data, dev, t_start=t_start, rss_window=rss_window, results=results,
+                               progress=progress, stop_after_steps=stop_after_steps, deadline=deadline, log=log)
     norm = input_norm(cfg, dev)
     if isinstance(data.train, vdata.ImageArrays):
         batches = ArrayBatches(data.train, cfg.train.batch_size, dev, cfg.seed,
