@@ -1,14 +1,20 @@
 """Training speed of ViT-SOM, measured side by side in one run on the machine at hand.
 
-    python benchmarks/bench_train.py [--preset mnist-clustering] [--steps 10] [--seeds 5] [--json out.json]
+    python benchmarks/bench_train.py [--preset mnist-clustering] [--steps 10] [--seeds 5] [--rows A,B] [--json out.json]
 
 Rows (same model, MNIST-sized batch 128, 40×40 map unless --preset says otherwise):
   plain      a straightforward eager fp32 step (benchmarks/plain_vitsom.py: written-out attention,
              coordinate-difference neighbourhood, per-sample DataLoader, a host sync per step)
   fp32       vitsom's path in fp32 eager (data on the device, fused SDPA, gathered neighbourhood,
              no host sync)
+  bf16       vitsom's path in bf16 autocast, eager (CUDA only)
   default    vitsom's default path on this device (CUDA: bf16 autocast + torch.compile; CPU: = fp32)
-  together   S seeds trained together (vmap over stacked parameters), time per step for S models
+  default_cudagraphs  the default path compiled with mode "reduce-overhead" (CUDA graphs; CUDA only;
+             what VITSOM_COMPILE_MODE=reduce-overhead gives a training run)
+  together_xS           S seeds trained together (vmap over stacked parameters), time per step for S models
+  together_xS_compiled  the same through torch.compile (CUDA only), as vitsom.multiseed trains them there
+--rows picks and orders them (e.g. --rows default,default_cudagraphs,plain): each row is printed and
+saved as soon as it is measured, so under a time limit put the rows that matter most first.
 Prints samples/s, s per 70,000-image epoch, peak memory (CUDA) and the ratios. Synthetic uint8
 images of the preset's shape are used, so no dataset is needed; the step is the real one.
 """
@@ -73,6 +79,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="members in the seeds-together row (0 = skip)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--rows", default=None,
+                    help="comma-separated rows to measure, in this order (default: every row this device has)")
     args = ap.parse_args()
 
     dev = resolve_device(args.device)
@@ -107,91 +115,104 @@ def main() -> None:
             atomic_write_json(Path(args.json), dict(meta, rows=rows, partial=True,
                                                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
 
-    # (a) plain eager fp32
-    reset_peak(dev)
-    torch.manual_seed(0)
-    model = make_plain(build_model(cfg).to(dev))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loader = plain_loader(images, labels, B, 0)
-    it = iter(loader)
-    state = {"step": 0}
-
-    def plain():
-        nonlocal it
-        try:
-            x, _ = next(it)
-        except StopIteration:
-            it = iter(loader)
-            x, _ = next(it)
-        plain_step(model, opt, x.to(dev), state["step"], total, cfg.som.t_max, cfg.som.t_min, cfg.som.gamma)
-        state["step"] += 1
-    measure("plain", lambda: {"s_per_step": timed(plain, steps, warm, dev), "peak_gb": peak(dev)})
-    del model, opt
-
-    # (b) vitsom fp32 eager and (c) default path
-    variants = [("fp32", "fp32", False)]
-    if dev.type == "cuda":
-        variants += [("bf16", "bf16", False), ("default", "bf16", True)]
-    for label, precision, compile_ in variants:
+    def plain_row() -> dict:
+        """(a) a straightforward eager fp32 step"""
         reset_peak(dev)
-        c = make_config(args.preset, "paper", 0, [f"train.precision={precision}"])
         torch.manual_seed(0)
-        model = build_model(c).to(dev)
-        opt = make_optimizer(c, model, dev)
-        amp = torch.bfloat16 if precision == "bf16" else None
-        step_fn = make_train_step(model, opt, c, total, amp, compile=compile_)
-        batches = ArrayBatches(arrays, B, dev, 0)
-        step_t = torch.zeros((), device=dev)
-        gen = {"it": batches.epoch(0), "e": 0}
+        model = make_plain(build_model(cfg).to(dev))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        loader = plain_loader(images, labels, B, 0)
+        state = {"step": 0, "it": iter(loader)}
 
-        def ours():
+        def plain():
             try:
-                x, y = next(gen["it"])
+                x, _ = next(state["it"])
             except StopIteration:
-                gen["e"] += 1
-                gen["it"] = batches.epoch(gen["e"])
-                x, y = next(gen["it"])
-            step_fn(x, y, step_t)
-            step_t.add_(1)
-        measure(label, lambda: {"s_per_step": timed(ours, steps, warm + (20 if compile_ else 0), dev),
-                                "peak_gb": peak(dev)})
-        del model, opt
-    if dev.type != "cuda" and "error" not in rows["fp32"]:
+                state["it"] = iter(loader)
+                x, _ = next(state["it"])
+            plain_step(model, opt, x.to(dev), state["step"], total, cfg.som.t_max, cfg.som.t_min, cfg.som.gamma)
+            state["step"] += 1
+        return {"s_per_step": timed(plain, steps, warm, dev), "peak_gb": peak(dev)}
+
+    def ours_row(precision: str, compile_mode: str | None):
+        """(b) vitsom's step: eager in ``precision``, or compiled in ``compile_mode``"""
+        def run() -> dict:
+            reset_peak(dev)
+            c = make_config(args.preset, "paper", 0, [f"train.precision={precision}"])
+            torch.manual_seed(0)
+            model = build_model(c).to(dev)
+            opt = make_optimizer(c, model, dev)
+            amp = torch.bfloat16 if precision == "bf16" else None
+            step_fn = make_train_step(model, opt, c, total, amp, compile=compile_mode is not None,
+                                      compile_mode=compile_mode)
+            batches = ArrayBatches(arrays, B, dev, 0)
+            step_t = torch.zeros((), device=dev)
+            gen = {"it": batches.epoch(0), "e": 0}
+
+            def ours():
+                try:
+                    x, y = next(gen["it"])
+                except StopIteration:
+                    gen["e"] += 1
+                    gen["it"] = batches.epoch(gen["e"])
+                    x, y = next(gen["it"])
+                step_fn(x, y, step_t)
+                step_t.add_(1)
+            return {"s_per_step": timed(ours, steps, warm + (20 if compile_mode else 0), dev), "peak_gb": peak(dev),
+                    **({"compile_mode": compile_mode} if compile_mode else {})}
+        return run
+
+    def together_row(compile_: bool):
+        """(d) S seeds together: eager, or compiled (as vitsom.multiseed trains them on CUDA)"""
+        def run() -> dict:
+            reset_peak(dev)
+            prec = "bf16" if dev.type == "cuda" else "fp32"
+            cfgs = [make_config(args.preset, "paper", s, [f"train.precision={prec}"]) for s in range(args.seeds)]
+            amp = torch.bfloat16 if dev.type == "cuda" else None
+            _, params, p_buf, opt, vloss = build_together(cfgs, dev, amp, total)
+            if compile_:
+                vloss = compile_with_fallback(vloss)
+            bs = [ArrayBatches(arrays, B, dev, s) for s in range(args.seeds)]
+            state = {"its": [b.epoch(0) for b in bs]}
+            step_t = torch.zeros((), device=dev)
+            gammas = torch.full((args.seeds,), cfg.som.gamma, device=dev)
+
+            def together():
+                try:
+                    pairs = [next(i) for i in state["its"]]
+                except StopIteration:
+                    state["its"] = [b.epoch(1) for b in bs]
+                    pairs = [next(i) for i in state["its"]]
+                x = torch.stack([p[0] for p in pairs])
+                y = torch.stack([p[1] for p in pairs])
+                loss, _, _ = vloss(params, p_buf, x, y, step_t, gammas * float(gamma_at(1, 2, 1.0)))
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt.step()
+                step_t.add_(1)
+            t_steps = max(2, steps // 2) if dev.type == "cpu" else steps
+            t_warm = min(warm, 1) if dev.type == "cpu" else warm + (20 if compile_ else 0)
+            return {"s_per_step": timed(together, t_steps, t_warm, dev), "peak_gb": peak(dev), "members": args.seeds}
+        return run
+
+    cuda = dev.type == "cuda"
+    available = {"plain": plain_row, "fp32": ours_row("fp32", None)}
+    if cuda:
+        available.update(bf16=ours_row("bf16", None), default=ours_row("bf16", "default"),
+                         default_cudagraphs=ours_row("bf16", "reduce-overhead"))
+    if args.seeds > 1:
+        available[f"together_x{args.seeds}"] = together_row(False)
+        if cuda:
+            available[f"together_x{args.seeds}_compiled"] = together_row(True)
+    wanted = list(available) if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in wanted if r not in available]
+    if unknown:
+        raise SystemExit(f"unknown or unavailable row(s) {', '.join(unknown)} on {dev.type}; "
+                         f"this device has: {', '.join(available)}")
+    for label in wanted:
+        measure(label, available[label])
+    if not cuda and "fp32" in rows and "error" not in rows["fp32"]:
         rows["default"] = dict(rows["fp32"], note="on CPU the default path is fp32 eager")
-
-    # (d) seeds together: eager, and on CUDA also compiled (as vitsom.multiseed trains them there)
-    for compile_ in ([False, True] if dev.type == "cuda" and args.seeds > 1 else [False] if args.seeds > 1 else []):
-        reset_peak(dev)
-        c = make_config(args.preset, "paper", 0, ["train.precision=" + ("bf16" if dev.type == "cuda" else "fp32")])
-        cfgs = [make_config(args.preset, "paper", s, [f"train.precision={c.train.precision}"]) for s in range(args.seeds)]
-        amp = torch.bfloat16 if dev.type == "cuda" else None
-        _, params, p_buf, opt, vloss = build_together(cfgs, dev, amp, total)
-        if compile_:
-            vloss = compile_with_fallback(vloss)
-        bs = [ArrayBatches(arrays, B, dev, s) for s in range(args.seeds)]
-        its = [b.epoch(0) for b in bs]
-        step_t = torch.zeros((), device=dev)
-        gammas = torch.full((args.seeds,), cfg.som.gamma, device=dev)
-
-        def together():
-            nonlocal its
-            try:
-                pairs = [next(i) for i in its]
-            except StopIteration:
-                its = [b.epoch(1) for b in bs]
-                pairs = [next(i) for i in its]
-            x = torch.stack([p[0] for p in pairs])
-            y = torch.stack([p[1] for p in pairs])
-            loss, _, _ = vloss(params, p_buf, x, y, step_t, gammas * float(gamma_at(1, 2, 1.0)))
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            step_t.add_(1)
-        t_steps = max(2, steps // 2) if dev.type == "cpu" else steps
-        measure(f"together_x{args.seeds}" + ("_compiled" if compile_ else ""), lambda: {
-            "s_per_step": timed(together, t_steps, min(warm, 1) if dev.type == "cpu" else warm + (20 if compile_ else 0), dev),
-            "peak_gb": peak(dev), "members": args.seeds})
-        del params, opt
 
     ok = {k: r for k, r in rows.items() if "error" not in r}
     for r in ok.values():

@@ -7,8 +7,8 @@
 #   3. records.tar.gz   SHARDS processes of python -m vitsom.gpu_queue side by side (with step 2),
 #                       each taking every SHARDS-th of the next paper-profile runs that have no
 #                       record yet (issue "GPU runs")
-#   4. bench.json       benchmarks/bench_train.py alone on the GPU at the end (plain / fp32 /
-#                       bf16+compile / 5 seeds together, peak memory): issue "speed"
+#   4. bench.json       benchmarks/bench_train.py alone on the GPU at the end (plain, compiled, compiled
+#                       with CUDA graphs, 5 seeds together compiled, then eager rows; peak memory): issue "speed"
 #   5. session.log      all of the above's output
 #
 # Prepare here (once per session; the data travel as an ignored, carried folder):
@@ -94,6 +94,9 @@ echo "== packed $(wc -l < "$logs/MANIFEST") new records"
 if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 40 ]; then
   echo "== 3. training-speed benchmark, alone on the GPU ($(left)s left)"
   b=$(( $(left) - 10 )); [ "$b" -gt "$BENCH_S" ] && b=$BENCH_S
-  timeout "$b" $PY benchmarks/bench_train.py --json "$OUT/bench.json" || echo "bench failed or timed out (rc $?)"
+  # rows in order of what the next window needs to know (each is saved as soon as it is measured):
+  # is the compiled single-model step launch-bound (does CUDA graphs help), and do compiled seeds together beat it
+  BENCH_ROWS=${BENCH_ROWS:-plain,default,default_cudagraphs,together_x5_compiled,fp32,bf16,together_x5}
+  timeout "$b" $PY benchmarks/bench_train.py --rows "$BENCH_ROWS" --json "$OUT/bench.json" || echo "bench failed or timed out (rc $?)"
 fi
 echo "== gpu_session done in $(( $(date +%s) - start ))s"

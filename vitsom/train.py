@@ -123,11 +123,11 @@ def loss_terms(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tenso
     return task + gamma * som, task, som
 
 
-def compile_with_fallback(fn: Callable, log: Callable[[str], None] = print) -> Callable:
-    """``fn`` through ``torch.compile`` (mode from env ``VITSOM_COMPILE_MODE``, default "default";
+def compile_with_fallback(fn: Callable, log: Callable[[str], None] = print, mode: str | None = None) -> Callable:
+    """``fn`` through ``torch.compile`` in ``mode`` (else env ``VITSOM_COMPILE_MODE``, else "default";
     "reduce-overhead" uses CUDA graphs). If compiling or running the compiled code raises, say so
     once and use ``fn`` itself from then on: never silently different maths."""
-    mode = os.environ.get("VITSOM_COMPILE_MODE", "default")
+    mode = mode or os.environ.get("VITSOM_COMPILE_MODE") or "default"
     current = [torch.compile(fn, dynamic=False, mode=mode)]
 
     def call(*args):
@@ -144,15 +144,17 @@ def compile_with_fallback(fn: Callable, log: Callable[[str], None] = print) -> C
 
 
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig, total_steps: int,
-                    amp: torch.dtype | None, compile: bool = False, log: Callable[[str], None] = print):
+                    amp: torch.dtype | None, compile: bool = False, log: Callable[[str], None] = print,
+                    compile_mode: str | None = None):
     """``step(x, y, step_t) -> tensor([loss, task, som])``: forward, backward, optimizer step.
 
-    With ``compile`` the loss computation goes through ``torch.compile``; if compiling fails the
-    step falls back to eager mode with a message (never silently different maths)."""
+    With ``compile`` the loss computation goes through ``torch.compile`` (in ``compile_mode``, see
+    :func:`compile_with_fallback`); if compiling fails the step falls back to eager mode with a
+    message (never silently different maths)."""
     def eager(x, y, step_t):
         return loss_terms(model, cfg, x, y, step_t, total_steps, amp)
 
-    losses = compile_with_fallback(eager, log) if compile else eager
+    losses = compile_with_fallback(eager, log, compile_mode) if compile else eager
 
     def step(x: torch.Tensor, y: torch.Tensor, step_t: torch.Tensor) -> torch.Tensor:
         loss, task, som = losses(x, y, step_t)
