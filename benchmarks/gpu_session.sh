@@ -19,6 +19,8 @@
 #   BUDGET_S=420 bash benchmarks/gpu_session.sh
 # Back here: tar -xzf <files_at>/records.tar.gz (records land in results/paper/), commit them.
 # Steps 2-3 are skipped with SKIP_BENCH=1 / SKIP_PRECISION=1 (e.g. once they have been measured).
+# VITSOM_COMPILE_MODE=reduce-overhead (exported before the call) makes every training run compile with
+# CUDA graphs; use it once bench.json's default_cudagraphs row has shown it faster than default.
 set -u
 BUDGET_S=${BUDGET_S:-420}
 OUT=${OUT:?set OUT to the folder that comes back}
@@ -32,7 +34,7 @@ start=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - start))); }
 exec > >(tee -a "$OUT/session.log") 2>&1
 
-echo "== gpu_session: budget ${BUDGET_S}s, data ${VITSOM_DATA}, commit ${VITSOM_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null)} (git here: $(git rev-parse --short HEAD 2>/dev/null))"
+echo "== gpu_session: budget ${BUDGET_S}s, compile mode ${VITSOM_COMPILE_MODE:-default}, data ${VITSOM_DATA}, commit ${VITSOM_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null)} (git here: $(git rev-parse --short HEAD 2>/dev/null))"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO CUDA')"
 } > "$OUT/env.txt"

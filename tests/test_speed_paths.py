@@ -11,7 +11,7 @@ from plain_vitsom import make_plain, plain_som_loss, plain_step  # noqa: E402
 from vitsom import data as vdata  # noqa: E402
 from vitsom.config import make_config  # noqa: E402
 from vitsom.taskdata import ArrayBatches  # noqa: E402
-from vitsom.train import build_model, make_optimizer, make_train_step, train  # noqa: E402
+from vitsom.train import build_model, compile_note, make_optimizer, make_train_step, train  # noqa: E402
 
 TINY = ["train.epochs=2", "train.max_train_samples=256", "train.batch_size=32", "som.height=6", "som.width=6",
         "som.t_max=3.0", "som.t_min=0.05", "train.lr=0.02", "train.warmup_epochs=1", "train.checkpoint_every=0"]
@@ -106,13 +106,25 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
         def run(*a, **k):
             raise RuntimeError("no compiler here")
         return run
-    monkeypatch.setattr(torch, "compile", broken_compile)
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: modes.append(kw["mode"]) or broken_compile(fn, **kw))
     messages = []
-    step = make_train_step(model, opt, cfg, 10, None, compile=True, log=messages.append)
+    step = make_train_step(model, opt, cfg, 10, None, compile=True, log=messages.append,
+                           compile_mode="reduce-overhead")
+    assert modes == ["reduce-overhead"] and compile_note(step.losses) == "reduce-overhead"
     x = _arrays(32).float_batch(slice(0, 32))
     out = step(x, torch.zeros(32, dtype=torch.long), torch.tensor(0.0))
     assert torch.isfinite(out).all()
     assert messages and "eager" in messages[0]
+    # the record will say that this run did not run compiled after all; an eager step says nothing
+    assert compile_note(step.losses) == "reduce-overhead (compiling failed: ran eager)"
+    assert compile_note(make_train_step(model, opt, cfg, 10, None).losses) is None
+    # without an explicit mode: VITSOM_COMPILE_MODE, else "default"
+    monkeypatch.setenv("VITSOM_COMPILE_MODE", "max-autotune")
+    make_train_step(model, opt, cfg, 10, None, compile=True)
+    monkeypatch.delenv("VITSOM_COMPILE_MODE")
+    make_train_step(model, opt, cfg, 10, None, compile=True)
+    assert modes[1:] == ["max-autotune", "default"]
 
 
 @pytest.mark.parametrize("preset,extra", [("desom-usps", []), ("usps-clustering", ["som.distance=manhattan"])])

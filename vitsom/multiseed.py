@@ -27,7 +27,7 @@ from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
 from .taskdata import ArrayBatches, input_norm, load_task_data
 from .vit import written_out_attention
-from .train import (NonFiniteLossError, autocast_dtype, build_model, cannot_finish, compile_with_fallback,
+from .train import (NonFiniteLossError, autocast_dtype, build_model, cannot_finish, compile_note, compile_with_fallback,
                     finish_run, loss_terms, lr_factor, make_optimizer, reset_peak_rss, resolve_device)
 
 
@@ -197,7 +197,8 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
                 p.copy_(params[n][i])
         rec = finish_run(c, model, data, dev, amp, norm, history=history[i], total_steps=total_steps,
                          batch_size=batches[i].batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
-                         results=results, log=log, extra={"trained_together": S}, rss_window=rss_window)
+                         results=results, log=log, extra={"trained_together": S, "torch_compile": compile_note(vloss)},
+                         rss_window=rss_window)
         recs.append(rec)
     if ckpt_path.exists():
         ckpt_path.unlink()

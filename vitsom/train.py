@@ -139,8 +139,18 @@ def compile_with_fallback(fn: Callable, log: Callable[[str], None] = print, mode
             log(f"[vitsom] torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                 "continuing in eager mode")
             current[0] = fn
+            call.fell_back = True
             return fn(*args)
+    call.mode, call.fell_back = mode, False
     return call
+
+
+def compile_note(fn: Callable) -> str | None:
+    """What a run record says about its training step's compilation: the ``torch.compile`` mode, with
+    a note if it fell back to eager; None for an eager step."""
+    if not hasattr(fn, "fell_back"):
+        return None
+    return fn.mode + (" (compiling failed: ran eager)" if fn.fell_back else "")
 
 
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig, total_steps: int,
@@ -163,6 +173,7 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig
         opt.step()
         return torch.stack([loss.detach(), task.detach(), som.detach()])
 
+    step.losses = losses        # for compile_note
     return step
 
 
@@ -357,7 +368,8 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
 
     return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
                       batch_size=batches.batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
-                      results=results, log=log, rss_window=rss_window)
+                      results=results, log=log, rss_window=rss_window,
+                      extra={"torch_compile": compile_note(train_step.losses)})
 
 
 def cannot_finish(epoch_s: float, epochs_left: int, epochs_timed: int, deadline: float | None,
