@@ -114,7 +114,7 @@ def train_batch_map(cfg: RunConfig, data, dev: torch.device, *, t_start: float, 
             som.prototypes.data.copy_(new)
             train_time += time.perf_counter() - t0
             train_cpu += time.process_time() - c0
-            # the quantisation error is that of the prototypes the epoch started from
+            # mean_sq_error: mean squared distance to the BMU, for the prototypes the epoch started from
             history.append({"epoch": epoch, "sigma": sigma, "mean_sq_error": sse / len(x),
                             "units_hit": int((n > 0).sum()), "mean_prototype_shift": moved})
             epoch += 1
