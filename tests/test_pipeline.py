@@ -255,6 +255,22 @@ def test_metric_cells_formats_each_column_of_a_group():
     assert B.metric_cells(g.iloc[:1], [("purity", "P"), ("units_used", "U")], digits=2) == {"P": "0.90", "U": "10"}
 
 
+def test_table_cells_say_how_many_seeds_and_which_device():
+    import pandas as pd
+    nan = float("nan")
+    df = pd.DataFrame({"model": ["A"] * 5 + ["B"] * 3, "dataset": ["x"] * 8,
+                       "purity": [0.7, 0.8, nan, nan, nan, 0.9, 0.9, 0.9],
+                       "device_type": ["cuda", "cuda", None, None, None, "cpu", "cpu", "cpu"]})
+    # a page mixing GPU and CPU records: every cell names its device; a partial cell its seed count
+    assert B.cell(df, "purity", model="A", dataset="x") == "0.750 ± 0.050 (2 of 5 seeds, GPU)"
+    assert B.cell(df, "purity", model="B", dataset="x") == "0.900 ± 0.000 (CPU)"
+    one_device = df[df["model"] == "A"]
+    assert B.cell(one_device, "purity", model="A", dataset="x") == "0.750 ± 0.050 (2 of 5 seeds)"
+    assert B.cell(one_device.iloc[:1], "purity", model="A", dataset="x") == "0.700"
+    assert B.cell(df, "purity", model="C", dataset="x") == "—"
+    assert B.cell(df.assign(purity=nan), "purity", model="A", dataset="x") == "—"
+
+
 # ----------------------------------------------------------------------------- plots
 
 def test_u_matrix_and_tiles():

@@ -123,7 +123,11 @@ def fmt_reported(value: float, std: float | None, digits: int = 3) -> str:
 
 
 def cell(df, metric: str, digits: int = 3, **where) -> str:
-    """Formatted mean ± std of ``metric`` over the rows matching ``where`` (e.g. model=..., dataset=...)."""
+    """Formatted mean ± std of ``metric`` over the rows matching ``where`` (e.g. model=..., dataset=...).
+
+    The rows are the cell's planned runs (one per seed). A cell that has fewer records than runs
+    says how many it averages (``0.738 ± 0.041 (2 of 5 seeds)``); on a page whose records come
+    from both a CPU and a GPU, every cell says which it came from (``… (GPU)``)."""
     sub = df
     for k, v in where.items():
         if k not in sub.columns:
@@ -131,7 +135,15 @@ def cell(df, metric: str, digits: int = 3, **where) -> str:
         sub = sub[sub[k] == v]
     if metric not in sub.columns or sub.empty:
         return "—"
-    return fmt(*mean_std(sub[metric].tolist()), digits=digits)
+    mean, std, n = mean_std(sub[metric].tolist())
+    text = fmt(mean, std, n, digits=digits)
+    if n == 0:
+        return text
+    tags = [f"{n} of {len(sub)} seeds"] if n < len(sub) else []
+    if "device_type" in df.columns and df["device_type"].dropna().nunique() > 1:
+        have = sub[sub[metric].notna()]
+        tags.append("/".join("GPU" if t == "cuda" else str(t).upper() for t in sorted(set(have["device_type"].dropna()))))
+    return text + (f" ({', '.join(tags)})" if tags else "")
 
 
 def status_of(df, **where) -> str:
