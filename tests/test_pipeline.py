@@ -301,6 +301,12 @@ def test_plot_functions_return_figures():
     figs += [P.metric_vs_factor_figure(df, "grid", [("purity", "purity"), ("missing", "m")], logx=True),
              P.metric_vs_factor_figure(df, "gamma", [("purity", "purity")], hue="warm", symlogx=1e-4),
              P.metric_bars_figure(df, "distance", [("purity", "purity")])]
+    two = P.prototype_grids_figure([(rng.random((16, 1, 8, 8)), 4, 4, "a"), (rng.random((6, 1, 8, 8)), 2, 3, "b")])
+    assert [ax.get_title() for ax in two.axes] == ["a", "b"]
+    assert two.axes[1].images[0].get_array().shape == (2 * 9 + 1, 3 * 9 + 1)   # the 2×3 map's mosaic
+    figs.append(two)
+    with pytest.raises(ValueError, match="no maps"):
+        P.prototype_grids_figure([])
     for f in figs:
         assert isinstance(f, Figure)
         f.savefig(os.devnull, format="png")

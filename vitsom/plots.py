@@ -127,6 +127,21 @@ def prototype_grid_figure(images: np.ndarray, height: int, width: int, title: st
     return fig
 
 
+def prototype_grids_figure(panels: Sequence[tuple[np.ndarray, int, int, str]]) -> Figure:
+    """Several maps' prototype images side by side: ``panels`` of (images (K, C, H, W) in [0, 1],
+    map height, map width, title)."""
+    if not panels:
+        raise ValueError("no maps to draw")
+    fig = _fig(4.6 * len(panels), 4.9)
+    for i, (images, h, w, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        mosaic = np.clip(tile_images(images, h, w, fill=0.0), 0, 1)
+        ax.imshow(mosaic, cmap="gray_r" if mosaic.ndim == 2 else None, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
 def u_matrix(prototypes: np.ndarray, height: int, width: int, distance: str = "cosine") -> np.ndarray:
     """(height, width) mean distance of each unit's prototype to its 4-neighbours' (square grid)."""
     w = np.asarray(prototypes, dtype=np.float64).reshape(height, width, -1)
