@@ -69,6 +69,9 @@ VIT_SOM_24_V1_EPS = "ViT-SOM (24×24), v1-era recipe, Adam ε = 1e-12"
 DESOM, RAW_SOM = "DESOM", "SOM (24×24)"
 # the same pixel maps trained the textbook way (Kohonen's batch map, vitsom.batch_som), not by gradient
 CLASSIC_SOM_24, CLASSIC_SOM_8 = "SOM (24×24), classical batch map", "SOM (8×8), classical batch map"
+# ... with the neighbourhood narrowed to 0.1 units at the end (the last epochs are then k-means steps)
+CLASSIC_SOM_24_NARROW = "SOM (24×24), classical batch map, final width 0.1"
+NARROW_WIDTH = 0.1
 VIT_SOM_CLS, VIT_CLS, RESNET = "ViT-SOM-cls", "ViT-cls", "ResNet34"
 # The authors' code averages L_som over the K units as well as the batch, so its SOM term is K times
 # smaller than the paper's printed 1/N ΣΣ; this row scales γ by K to test the printed formula.
@@ -194,6 +197,8 @@ def runs(notebook: str, plan: Plan) -> list[Run]:
             out += _seeded(plan, f"som-{ds}", model=RAW_SOM, dataset=ds)
             out += _seeded(plan, f"ksom-{ds}", model=CLASSIC_SOM_24, dataset=ds)
             out += _seeded(plan, f"ksom-{ds}-8x8", model=CLASSIC_SOM_8, dataset=ds)
+            out += _seeded(plan, f"ksom-{ds}", (f"som.t_min={NARROW_WIDTH:g}",), model=CLASSIC_SOM_24_NARROW,
+                           dataset=ds)
     elif name == "classification":
         for ds in plan.pick(CLASSIFICATION_DATASETS):
             out += _seeded(plan, f"{ds}-classification", model=VIT_SOM_CLS, dataset=ds)
