@@ -341,7 +341,8 @@ DEVIATIONS: list[tuple[str, str]] = [
      "The authors' repository has no code for the SOM (24×24) row. Ours is ViT-SOM without the ViT: the same "
      "map on the flattened pixels, trained by gradient with the 24×24 ViT-SOM recipe (cosine distance, AdamW, "
      "T 20 → 0.001). The clustering page adds the textbook alternative, Kohonen's batch map (Euclidean, "
-     "neighbourhood width from half the map's side to 1 over 30 epochs, no gradient), at 24×24 and 8×8."),
+     "neighbourhood width from half the map's side to 1 over 30 epochs, no gradient), at 24×24 and 8×8, and at "
+     "24×24 with the width narrowed to 0.1 at the end."),
     ("SOM-loss scale",
      "L_som is the mean over batch and units (the authors' code), K times smaller than the printed 1/N ΣΣ form; "
      "γ values are the code's."),
