@@ -140,40 +140,43 @@ for (model, ds), g in B.collapsed(df, ["model", "dataset"]):
 # %% [markdown]
 # ## What the two pixel SOMs learned
 #
-# A pixel SOM's prototypes are images, so the two ways of training the same map can be compared by
-# eye. Left: our gradient-trained SOM (the ViT-SOM recipe on the pixels, cosine distance; cosine
-# ignores a prototype's length, so each one is scaled to its own maximum). Right: the classical batch
-# map (Euclidean; the prototypes are neighbourhood-weighted means of images, shown as they are).
+# A pixel SOM's prototypes are images, so the ways of training the same map can be compared by eye.
+# Left: our gradient-trained SOM (the ViT-SOM recipe on the pixels, cosine distance; cosine ignores a
+# prototype's length, so each one is scaled to its own maximum). Middle: the classical batch map
+# (Euclidean; the prototypes are neighbourhood-weighted means of images, shown as they are).
 # The classical map ends at a neighbourhood width of 1 unit, so each prototype stays partly an average
 # of its neighbours' images; the gradient SOM's temperature ends at 0.001, where each unit answers for
 # its own images alone. That is our reading of why the gradient-trained map is sharper and scores higher.
-# The row "SOM (24×24), classical batch map, final width 0.1" of the table above tests it: the same
-# classical map, narrowed to 0.1 units at the end.
+# Right, where its weights are on this machine, the test of that reading: the same classical map with
+# the neighbourhood narrowed to 0.1 units at the end (the row "SOM (24×24), classical batch map, final
+# width 0.1" of the table above).
 
 # %% tags=["hide-input"]
-pixel_maps: dict[str, dict[str, dict]] = {}
+PIXEL_SOMS = (E.RAW_SOM, E.CLASSIC_SOM_24, E.CLASSIC_SOM_24_NARROW)
+pixel_maps: dict[str, dict[str, dict]] = {}         # dataset → row → record whose weights are here
 for o in outcomes:
-    if o.record is not None and o.run.model in (E.RAW_SOM, E.CLASSIC_SOM_24) and o.run.seed == plan.seeds[0]:
+    if (o.record is not None and o.run.model in PIXEL_SOMS and o.run.seed == plan.seeds[0]
+            and (E.runs_root_of(o.record) / "model.pt").exists()):
         pixel_maps.setdefault(o.run.dataset, {})[o.run.model] = o.record
-pixel_ds = next((ds for ds in E.CLUSTERING_DATASETS if len(pixel_maps.get(ds, {})) == 2
-                 and all((E.runs_root_of(r) / "model.pt").exists() for r in pixel_maps[ds].values())), None)
+pixel_ds = next((ds for ds in E.CLUSTERING_DATASETS if set(PIXEL_SOMS[:2]) <= set(pixel_maps.get(ds, {}))), None)
 if pixel_ds is None:
     display(Markdown("No dataset has both pixel SOMs' trained weights on this machine (`runs/` is not committed), "
                      "so their prototypes are not drawn; training `som-<dataset>` and `ksom-<dataset>` brings them."))
 else:
     from vitsom.train import load_trained  # noqa: E402
     panels = []
-    for label in (E.RAW_SOM, E.CLASSIC_SOM_24):
+    for label in (m for m in PIXEL_SOMS if m in pixel_maps[pixel_ds]):
         rec = pixel_maps[pixel_ds][label]
         m, c = load_trained(rec, "cpu")
         w = m.som.prototypes.detach().float().view(-1, c.model.in_chans, c.model.img_size, c.model.img_size)
         if c.som.distance == "cosine":
             w = w / w.flatten(1).amax(1).clamp_min(1e-8)[:, None, None, None]
         panels.append((w.numpy(), c.som.height, c.som.width,
-                       f"{label}: purity {rec['metrics']['purity']:.3f}"))
+                       label.replace(", ", ",\n", 1) + f"\npurity {rec['metrics']['purity']:.3f}, "
+                       f"TE {rec['metrics']['topographic_error']:.2f}"))
     B.show_figure(P.prototype_grids_figure(panels), "fig-pixel-som-prototypes",
-                  f"Prototypes of the two 24×24 pixel SOMs on {E.DATASET_NAMES[pixel_ds]} (seed {plan.seeds[0]}, "
-                  f"{plan.profile} profile). {PROV}.")
+                  f"Prototypes of the 24×24 pixel SOMs on {E.DATASET_NAMES[pixel_ds]} (seed {plan.seeds[0]}, "
+                  f"{plan.profile} profile; TE: topographic error). {PROV}.")
 
 # %% [markdown]
 # The paper's parameter counts are for MNIST-size input; ours are given for the first dataset we
