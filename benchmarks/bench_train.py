@@ -71,6 +71,14 @@ def reset_peak(dev):
         torch.cuda.reset_peak_memory_stats(dev)
 
 
+def row_names(cuda: bool, seeds: int) -> list[str]:
+    """The rows this benchmark can measure on a CUDA device or a CPU, in their default order."""
+    names = ["plain", "fp32"] + (["bf16", "default", "default_cudagraphs"] if cuda else [])
+    if seeds > 1:
+        names += [f"together_x{seeds}"] + ([f"together_x{seeds}_compiled"] if cuda else [])
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="mnist-clustering")
@@ -204,6 +212,7 @@ def main() -> None:
         available[f"together_x{args.seeds}"] = together_row(False)
         if cuda:
             available[f"together_x{args.seeds}_compiled"] = together_row(True)
+    assert list(available) == row_names(cuda, args.seeds)
     wanted = list(available) if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in available]
     if unknown:

@@ -161,3 +161,13 @@ def test_written_out_attention_matches_fused_sdpa():
         out = torch.vmap(lambda p, xx: functional_call(base, p, (xx,)), in_dims=(0, None))(params, x)
     for i, m in enumerate(models):
         torch.testing.assert_close(out[i], m(x), atol=1e-5, rtol=1e-4)
+
+
+def test_gpu_session_asks_the_benchmark_for_rows_it_has():
+    """A misspelt row would make bench_train.py exit at once and cost the GPU window its benchmark."""
+    import re
+    from bench_train import row_names
+    script = (Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_session.sh").read_text()
+    rows = re.search(r"BENCH_ROWS=\$\{BENCH_ROWS:-([^}]*)\}", script).group(1).split(",")
+    assert rows and set(rows) <= set(row_names(cuda=True, seeds=5))
+    assert "default_cudagraphs" in rows and "default_cudagraphs" not in row_names(cuda=False, seeds=5)
