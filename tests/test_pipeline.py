@@ -215,6 +215,27 @@ def test_missing_figure_weights_are_retrained_without_touching_the_record(usps_r
     assert "training it again" in progress and "(figure weights): epoch 2/2" in progress
 
 
+def test_missing_weights_of_a_pixel_som_are_retrained_for_its_figure(usps_root, isolated_results):
+    """ensure_weights hands back the record whose weights are on disk: the original while its
+    weights are here, the retrained run's record (same key, so the same runs/ folder) once they are
+    gone, and nothing with a note when it may not train (book-only)."""
+    import shutil
+    from vitsom.train import train
+    plan = E.Plan.make("smoke", seeds=[0], datasets=["usps"], data_root=usps_root,
+                       extra=["train.max_train_samples=256", "som.height=4", "som.width=4"])
+    run = E.Run("ksom-usps", (), 0, E.CLASSIC_SOM_24, "usps")
+    rec = train(run.config(plan.profile, plan.extra), data_root=usps_root, progress=False, log=lambda s: None)
+    assert E.ensure_weights(run, rec, plan, log=lambda s: None) == (rec, "")
+    shutil.rmtree(E.runs_root_of(rec))
+    got, note = E.ensure_weights(run, rec, plan, train_missing=False, log=lambda s: None)
+    assert got is None and "not on this machine" in note and "--book-only" in note
+    got, note = E.ensure_weights(run, rec, plan, log=lambda s: None)
+    assert (E.runs_root_of(rec) / "model.pt").exists() and got["key"] == rec["key"]
+    assert got["metrics"]["purity"] == pytest.approx(rec["metrics"]["purity"])   # deterministic batch map
+    assert note == f"ksom-usps seed 0 trained again on CPU for its weights, purity {got['metrics']['purity']:.4f} " \
+        f"(the record: {rec['metrics']['purity']:.4f})"
+
+
 def test_collapsed_maps_are_found_by_units_used():
     import pandas as pd
     df = pd.DataFrame([

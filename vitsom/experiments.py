@@ -472,6 +472,20 @@ def fetch_data(datasets: Iterable[str], root=None, log: Callable[[str], None] = 
             log(f"{spec.name}: could not fetch ({type(e).__name__}: {str(e).splitlines()[0]})")
 
 
+def _train_again(run: Run, plan: Plan, cfg, snapshots: tuple[int, ...], log: Callable[[str], None]) -> dict:
+    """Train ``run`` again into a scratch results folder (so the committed record stays as it is),
+    only to put its weights back in ``runs/<key>/``; returns the scratch record."""
+    from .records import runs_root
+    from .train import train
+    scratch = runs_root() / "_figure_records"
+    msg = f"weights of {run.preset} seed {run.seed} missing: training it again (record kept in {scratch})"
+    log(msg)
+    progress = ProgressLog()
+    progress.write(msg)
+    return train(cfg, results=scratch, data_root=plan.data_root, force=True, snapshot_epochs=snapshots, log=log,
+                 **progress.train_kwargs(f"{run.preset} seed {run.seed} (figure weights)"))
+
+
 def ensure_snapshots(run: Run, plan: Plan, train_missing: bool = True,
                      log: Callable[[str], None] = print) -> tuple[tuple[int, ...], str]:
     """Make sure the weight snapshots of the figure run are on disk.
@@ -480,7 +494,6 @@ def ensure_snapshots(run: Run, plan: Plan, train_missing: bool = True,
     paper record may come without them: when ``train_missing``, the run is trained again into a
     scratch results folder (the committed record stays as it is) to recreate them."""
     from .records import runs_root
-    from .train import train
     cfg = run.config(plan.profile, plan.extra)
     want = snapshot_epochs(cfg.train.epochs)
     d = runs_root() / cfg.key()
@@ -493,15 +506,27 @@ def ensure_snapshots(run: Run, plan: Plan, train_missing: bool = True,
     if not train_missing:
         return have(), (f"the weight snapshots of {run.preset} seed {run.seed} are not on this machine (runs/ is "
                         "not committed); run the pipeline without --book-only to recreate them")
-    scratch = runs_root() / "_figure_records"
-    msg = f"weights of {run.preset} seed {run.seed} missing: training it again (record kept in {scratch})"
-    log(msg)
-    progress = ProgressLog()
-    progress.write(msg)
-    train(cfg, results=scratch, data_root=plan.data_root, force=True, snapshot_epochs=want, log=log,
-          **progress.train_kwargs(f"{run.preset} seed {run.seed} (figure weights)"))
+    _train_again(run, plan, cfg, want, log)
     return have(), "weights were recreated by training the run again (the record shown is the original one)"
 
+
+def ensure_weights(run: Run, record: dict, plan: Plan, train_missing: bool = True,
+                   log: Callable[[str], None] = print) -> tuple[dict | None, str]:
+    """The record whose trained weights are in ``runs/`` for ``run``: ``record`` itself when its
+    weights are on this machine; else, when ``train_missing``, the record of training the run again
+    (committed records come without weights: ``runs/`` is git-ignored), whose metrics describe the
+    weights now on disk; else None. The note says which, for a figure's caption."""
+    if (runs_root_of(record) / "model.pt").exists():
+        return record, ""
+    if not train_missing:
+        return None, (f"the weights of {run.preset} seed {run.seed} are not on this machine (runs/ is not "
+                      "committed); run the pipeline without --book-only to recreate them")
+    again = _train_again(run, plan, run.config(plan.profile, plan.extra), (), log)
+    name = " ".join((run.preset, *run.overrides))
+    p_new, p_old = again["metrics"].get("purity"), record["metrics"].get("purity")
+    same = "" if p_new is None or p_old is None else (
+        f", purity {p_new:.4f} (the record: {p_old:.4f})")
+    return again, f"{name} seed {run.seed} trained again on {again['device']['type'].upper()} for its weights{same}"
 
 
 def runs_root_of(record: dict) -> Path:
