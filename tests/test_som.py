@@ -81,6 +81,26 @@ def test_manhattan_memory_is_bounded_at_paper_size():
     assert grown_gb < 2.0, f"peak memory grew by {grown_gb:.2f} GB"
 
 
+@pytest.mark.parametrize("kind", ["cosine", "euclidean"])
+def test_distances_stay_fp32_under_bf16_autocast(kind):
+    """On a GPU the model trains under bf16 autocast; the SOM distances must not. A bf16 matmul
+    rounds a cosine distance to steps of ~0.004 and makes ‖z‖² + ‖w‖² − 2z·w cancel, which moves BMUs
+    (5.4 % of USPS images on a trained pixel SOM). CPU autocast runs matmuls in bf16 the same way."""
+    torch.manual_seed(0)
+    layer = som.SOMLayer(8, 8, 784, distance=kind)
+    z = torch.rand(256, 784, requires_grad=True)
+    ref = layer(z, 1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        raw = som.pairwise_distance(z, layer.prototypes, kind)     # what autocast alone would give
+        got = layer(z, 1.0)
+    assert (raw.float() - ref.distances).abs().max() > 1e-3
+    assert got.distances.dtype == torch.float32 and got.loss.dtype == torch.float32
+    torch.testing.assert_close(got.distances, ref.distances)
+    assert torch.equal(got.bmu, ref.bmu)
+    got.loss.backward()
+    assert z.grad is not None and z.grad.dtype == torch.float32 and layer.prototypes.grad.dtype == torch.float32
+
+
 def test_bmu_is_argmin():
     layer = som.SOMLayer(3, 4, 8)
     z = torch.randn(10, 8)

@@ -149,6 +149,7 @@ def test_presets_cover_the_paper():
     # the v1-era 24×24 recipe (digest §3.4): only the map, schedules and optimiser differ from today's
     v1, now = C.make_config("mnist-clustering-24x24-v1"), C.make_config("mnist-clustering-24x24")
     assert (v1.som.height, v1.som.t_max, v1.som.t_min, v1.som.gamma) == (24, 24.0, 0.1, 0.0005)
+    assert not v1.som.gamma_warmup and now.som.gamma_warmup              # the warm-up came after v1
     assert (v1.train.epochs, v1.train.batch_size, v1.train.lr, v1.train.warmup_epochs, v1.train.weight_decay) == \
         (200, 256, 5e-4, 10, 0.0)
     assert v1.model == now.model and v1.som.distance == now.som.distance == "cosine"

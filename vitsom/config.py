@@ -158,10 +158,11 @@ def _clustering(name: str, dataset: str, img: int, grid: int) -> RunConfig:
 def _clustering_v1(name: str, dataset: str, img: int) -> RunConfig:
     """The v1-era clustering recipe (old commit c398f1a2, digest §3.4), which probably produced the
     paper's 24×24 numbers: 24×24 map, T 24 → 0.1, γ 0.0005, AdamW lr 5e-4 (× batch/256), warm-up 10,
-    weight decay 0, 200 epochs, batch 256. Same model as today's recipe: the v1 decoder was as wide as
-    the encoder and its SOM saw the CLS token too; those two are not reproduced."""
+    weight decay 0, 200 epochs, batch 256, and a constant γ (the γ warm-up came later, digest §2.2).
+    Same model as today's recipe: the v1 decoder was as wide as the encoder and its SOM saw the CLS
+    token too; those two are not reproduced."""
     c = _clustering(name, dataset, img, 24)
-    c.som.t_max, c.som.t_min, c.som.gamma = 24.0, 0.1, 0.0005
+    c.som.t_max, c.som.t_min, c.som.gamma, c.som.gamma_warmup = 24.0, 0.1, 0.0005, False
     c.train.epochs, c.train.batch_size, c.train.lr = 200, 256, 5e-4
     c.train.warmup_epochs, c.train.weight_decay = 10, 0.0
     return c

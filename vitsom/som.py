@@ -225,7 +225,14 @@ class SOMLayer(nn.Module):
         return self.height * self.width
 
     def distances(self, z: torch.Tensor) -> torch.Tensor:
-        return pairwise_distance(z, self.prototypes.to(z.dtype), self.distance)
+        """(B, D) → (B, K) distances, always in fp32, also inside a bf16 autocast region.
+
+        The authors compute them in fp32 (TF32 matmuls on a GPU, output fp32). Under bf16
+        autocast the matmul would return bf16: a cosine distance then moves in steps of about
+        0.004, and the ``‖z‖² + ‖w‖² − 2 z·w`` form of the euclidean distance cancels badly,
+        which changes BMUs (the book's deviation list gives the measured share)."""
+        with torch.autocast(z.device.type, enabled=False):
+            return pairwise_distance(z.float(), self.prototypes.float(), self.distance)
 
     def forward(self, z: torch.Tensor, temperature: torch.Tensor | float) -> SOMOutput:
         """z: (B, D) latents → distances (B, K), BMUs (B,), SOM loss at ``temperature``."""

@@ -427,6 +427,9 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
         "eval": eval_res, "history": history,
         "params": count_parameters(model), "steps": total_steps, "train_samples": len(data.train),
         "git": git_commit(), "device": device_info(dev), "precision": str(amp or "fp32"),
+        # SOM distances are fp32 even under bf16 autocast (som.SOMLayer.distances); records without
+        # this field were made before, and on a GPU computed them in bf16
+        **({"som_distances": "fp32"} if getattr(model, "som", None) is not None else {}),
         "wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
         "train_samples_per_s": round(total_steps * batch_size / max(train_time, 1e-9), 1),
         **cpu_use(train_cpu, train_time),
