@@ -290,6 +290,15 @@ def test_table_cells_say_how_many_seeds_and_which_device():
     assert B.cell(one_device.iloc[:1], "purity", model="A", dataset="x") == "0.700"
     assert B.cell(df, "purity", model="C", dataset="x") == "—"
     assert B.cell(df.assign(purity=nan), "purity", model="A", dataset="x") == "—"
+    # GPU records from before the SOM distances were kept in fp32 say so; later ones and non-SOM ones do not
+    rec = {"precision": "bf16", "config": {"som": {"height": 24}, "train": {"epochs": 1}}, "device": {"type": "cuda"}}
+    assert B.record_row(rec)["bf16_som"] and B.device_label(rec) == "cuda (?, bf16 SOM distances)"
+    assert not B.record_row({**rec, "som_distances": "fp32"})["bf16_som"]
+    assert not B.record_row({**rec, "config": {"som": {"height": 0}, "train": {"epochs": 1}}})["bf16_som"]
+    assert not B.record_row({**rec, "precision": "fp32"})["bf16_som"]
+    flagged = df.assign(bf16_som=[True, False, False, False, False, False, False, False])
+    assert B.cell(flagged, "purity", model="A", dataset="x") == "0.750 ± 0.050 (2 of 5 seeds, GPU, bf16 SOM distances)"
+    assert B.cell(flagged, "purity", model="B", dataset="x") == "0.900 ± 0.000 (CPU)"
 
 
 # ----------------------------------------------------------------------------- plots

@@ -15,10 +15,18 @@ from .experiments import CLUSTERING_DATASETS, DATASET_NAMES, Outcome, Plan, exec
 
 # ----------------------------------------------------------------------------- records → tables
 
+def bf16_som_distances(rec: dict) -> bool:
+    """A record made before the SOM distances were kept in fp32 under bf16 autocast (the GPU records
+    of 2026-11-27): its BMUs came from bf16 distances (see the deviation "SOM distance precision")."""
+    return (rec.get("precision") == "bf16" and "som_distances" not in rec
+            and (rec.get("config", {}).get("som", {}).get("height") or 0) > 0)
+
+
 def device_label(rec: dict) -> str:
     d = rec.get("device", {})
     if d.get("type") == "cuda":
-        return f"cuda ({d.get('name', '?')}" + (", shared with other runs)" if d.get("shared") else ")")
+        return (f"cuda ({d.get('name', '?')}" + (", shared with other runs" if d.get("shared") else "")
+                + (", bf16 SOM distances" if bf16_som_distances(rec) else "") + ")")
     threads = d.get("cpu_threads")
     return f"{d.get('type', '?')} ({d.get('name') or '?'}" + (f", {threads} threads)" if threads else ")")
 
@@ -46,6 +54,8 @@ def record_row(rec: dict) -> dict[str, Any]:
         cpu_share=rec.get("cpu_share") if rec.get("cpu_share") is not None else float("nan"),
         epochs=epochs, steps=rec.get("steps"), train_samples=rec.get("train_samples"),
         profile=rec.get("profile"), device=device_label(rec), device_type=rec.get("device", {}).get("type"),
+        # made before the SOM distances were kept in fp32 under bf16 autocast (GPU records of 2026-11-27)
+        bf16_som=bf16_som_distances(rec),
     )
     hist = rec.get("history") or []
     if hist:
@@ -127,7 +137,8 @@ def cell(df, metric: str, digits: int = 3, **where) -> str:
 
     The rows are the cell's planned runs (one per seed). A cell that has fewer records than runs
     says how many it averages (``0.738 ± 0.041 (2 of 5 seeds)``); on a page whose records come
-    from both a CPU and a GPU, every cell says which it came from (``… (GPU)``)."""
+    from both a CPU and a GPU, every cell says which it came from (``… (GPU)``); a cell with records
+    whose SOM distances were computed in bf16 says so (``… (bf16 SOM distances)``)."""
     sub = df
     for k, v in where.items():
         if k not in sub.columns:
@@ -143,6 +154,8 @@ def cell(df, metric: str, digits: int = 3, **where) -> str:
     if "device_type" in df.columns and df["device_type"].dropna().nunique() > 1:
         have = sub[sub[metric].notna()]
         tags.append("/".join("GPU" if t == "cuda" else str(t).upper() for t in sorted(set(have["device_type"].dropna()))))
+    if "bf16_som" in sub.columns and sub.loc[sub[metric].notna(), "bf16_som"].fillna(False).astype(bool).any():
+        tags.append("bf16 SOM distances")
     return text + (f" ({', '.join(tags)})" if tags else "")
 
 
