@@ -30,6 +30,24 @@ def test_pending_skips_recorded_runs_and_packs_them(isolated_results, tmp_path):
         assert f"results/paper/usps-clustering/{done.key()}.json" in tar.getnames()
 
 
+def test_records_with_bf16_som_distances_are_retrained_last(isolated_results):
+    """GPU records made before the SOM distances were kept in fp32 are queued again, after every run
+    that has no record, and trained over their record (force); fp32 and CPU records are not."""
+    from vitsom.records import SCHEMA
+    a = gpu_queue.Item("desom-usps", (), (0, 1, 2), together=False, note="DESOM")
+    b = gpu_queue.Item("usps-clustering", (), (0,))
+    cfg = {s: make_config("desom-usps", "paper", s) for s in (0, 1, 2)}
+    old = {"schema": SCHEMA, "metrics": {}, "precision": "bf16", "config": cfg[0].to_dict()}
+    atomic_write_json(record_path(cfg[0]), old)                                       # bf16 distances
+    atomic_write_json(record_path(cfg[1]), {**old, "som_distances": "fp32"})          # after the fix
+    work = gpu_queue.pending([a, b], "paper")
+    assert [(it.preset, it.redo, [c.seed for c in todo]) for it, todo in work] == \
+        [("desom-usps", False, [2]), ("usps-clustering", False, [0]), ("desom-usps", True, [0])]
+    assert "again: bf16 SOM distances" in work[-1][0].note and not work[-1][0].together
+    atomic_write_json(record_path(cfg[0]), {**old, "precision": "fp32"})              # a CPU record
+    assert [it.redo for it, _ in gpu_queue.pending([a], "paper")] == [False]
+
+
 def test_cannot_finish_projects_from_the_last_epoch():
     from vitsom.train import cannot_finish
     now = 1000.0
@@ -86,6 +104,19 @@ def test_queue_moves_past_a_run_that_cannot_finish(usps_root, isolated_results, 
     assert "[queue] skipped usps-clustering" in out and "seed 0:" in out
     assert "seeds [1]" in out and "[queue] usps-clustering " + " ".join(long.overrides) + " seeds [1]" not in out
     assert record_path(make_config("usps-clustering", "smoke", 0, list(short.overrides))).exists()
+
+
+def test_a_redo_item_trains_over_its_old_record(usps_root, isolated_results):
+    import time
+
+    from vitsom.records import SCHEMA, load_record
+    cfg = make_config("som-usps", "smoke", 0, TINY)
+    atomic_write_json(record_path(cfg), {"schema": SCHEMA, "metrics": {"purity": 0.0}, "precision": "bf16",
+                                         "config": cfg.to_dict()})
+    it = gpu_queue.Item("som-usps", tuple(TINY), (0,), together=False, redo=True)
+    assert gpu_queue.run_item(it, [cfg], time.time() + 300, usps_root, "cpu", skip=True)
+    rec = load_record(record_path(cfg))
+    assert rec["som_distances"] == "fp32" and rec["metrics"]["purity"] > 0
 
 
 def test_shards_split_the_queue_without_overlap(monkeypatch, capsys):

@@ -12,15 +12,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .experiments import CLUSTERING_DATASETS, DATASET_NAMES, Outcome, Plan, execute, fetch_data, runs
+from .records import bf16_som_distances
 
 # ----------------------------------------------------------------------------- records → tables
-
-def bf16_som_distances(rec: dict) -> bool:
-    """A record made before the SOM distances were kept in fp32 under bf16 autocast (the GPU records
-    of 2026-11-27): its BMUs came from bf16 distances (see the deviation "SOM distance precision")."""
-    return (rec.get("precision") == "bf16" and "som_distances" not in rec
-            and (rec.get("config", {}).get("som", {}).get("height") or 0) > 0)
-
 
 def device_label(rec: dict) -> str:
     d = rec.get("device", {})

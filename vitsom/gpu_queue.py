@@ -25,11 +25,11 @@ import io
 import json
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import make_config
-from .records import record_path, results_root, runs_root
+from .records import bf16_som_distances, load_record, record_path, results_root, runs_root
 
 SEEDS5 = (0, 1, 2, 3, 4)
 
@@ -43,6 +43,7 @@ class Item:
     note: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
     snapshot_seeds: tuple[int, ...] = ()     # seeds whose weights the figures need at a few epochs
+    redo: bool = False                       # retrain over existing records (made with bf16 SOM distances)
 
 
 def priority_list() -> list[Item]:
@@ -78,7 +79,10 @@ def priority_list() -> list[Item]:
 
 
 def pending(items: list[Item], profile: str, results=None) -> list[tuple[Item, list]]:
-    out = []
+    """The items' runs that have no record, in priority order; then, at the end, the runs whose
+    record was made with bf16 SOM distances (GPU records from before they were kept in fp32), to be
+    trained again over that record when a window has time left."""
+    out, redo = [], []
     for it in items:
         try:
             cfgs = [make_config(it.preset, profile, s, list(it.overrides)) for s in it.seeds]
@@ -88,7 +92,17 @@ def pending(items: list[Item], profile: str, results=None) -> list[tuple[Item, l
         todo = [c for c in cfgs if not record_path(c, results).exists()]
         if todo:
             out.append((it, todo))
-    return out
+        stale = [c for c in cfgs if c not in todo and _bf16_som_record(record_path(c, results))]
+        if stale:
+            redo.append((replace(it, redo=True, together=False, note=f"{it.note}, again: bf16 SOM distances"), stale))
+    return out + redo
+
+
+def _bf16_som_record(path: Path) -> bool:
+    try:
+        return bf16_som_distances(load_record(path))
+    except (OSError, ValueError):        # unreadable: not ours to redo (the book reports it)
+        return False
 
 
 def steps_per_epoch_hint(cfg, results=None) -> int | None:
@@ -250,7 +264,7 @@ def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool, to
             return False
         snaps = snapshot_epochs(c.train.epochs) if c.seed in it.snapshot_seeds else ()
         rec = train(c, data_root=data, device=device, progress=False, deadline=deadline,
-                    snapshot_epochs=snaps, skip_unfinishable=skip)
+                    snapshot_epochs=snaps, skip_unfinishable=skip, force=it.redo)
         if rec.get("unfinishable"):
             print(f"[queue] skipped {c.preset} {' '.join(it.overrides)} seed {c.seed}: "
                   f"{rec['projected_s']:.0f}s more needed, {deadline - time.time():.0f}s left")

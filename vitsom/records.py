@@ -91,6 +91,13 @@ def _read_git() -> dict[str, Any]:
     return here
 
 
+def bf16_som_distances(rec: dict) -> bool:
+    """A record made before the SOM distances were kept in fp32 under bf16 autocast (the GPU records
+    of 2026-11-27): its BMUs came from bf16 distances (see the deviation "SOM distance precision")."""
+    return (rec.get("precision") == "bf16" and "som_distances" not in rec
+            and (rec.get("config", {}).get("som", {}).get("height") or 0) > 0)
+
+
 def device_info(device: torch.device) -> dict[str, Any]:
     """Type, name and torch version of the device; ``shared`` says what else ran on it at the same
     time (from env ``VITSOM_DEVICE_SHARED``, which the GPU session script sets when several queue
