@@ -66,6 +66,9 @@ VIT_SOM_40, VIT_SOM_24, VIT_SOM_8 = "ViT-SOM (40×40)", "ViT-SOM (24×24)", "ViT
 HELDOUT = "ViT-SOM (40×40), held-out protocol"
 VIT_SOM_24_V1 = "ViT-SOM (24×24), v1-era recipe"
 VIT_SOM_24_V1_EPS = "ViT-SOM (24×24), v1-era recipe, Adam ε = 1e-12"
+# the v1-era recipe with today's γ warm-up (which came later): does the warm-up keep its map from collapsing?
+VIT_SOM_24_V1_WARMUP = "ViT-SOM (24×24), v1-era recipe with γ warm-up"
+VIT_SOM_24_V1_WARMUP_EPS = "ViT-SOM (24×24), v1-era recipe with γ warm-up, Adam ε = 1e-12"
 DESOM, RAW_SOM = "DESOM", "SOM (24×24)"
 # the same pixel maps trained the textbook way (Kohonen's batch map, vitsom.batch_som), not by gradient
 CLASSIC_SOM_24, CLASSIC_SOM_8 = "SOM (24×24), classical batch map", "SOM (8×8), classical batch map"
@@ -190,6 +193,10 @@ def runs(notebook: str, plan: Plan) -> list[Run]:
                 out += _seeded(plan, f"{ds}-clustering-24x24-v1", (f"train.eps={SMALL_EPS:g}",),
                                model=VIT_SOM_24_V1_EPS, dataset=ds)
             if ds in plan.ablation_datasets():
+                warm = ("som.gamma_warmup=true",)
+                out += _seeded(plan, f"{ds}-clustering-24x24-v1", warm, model=VIT_SOM_24_V1_WARMUP, dataset=ds)
+                out += _seeded(plan, f"{ds}-clustering-24x24-v1", (*warm, f"train.eps={SMALL_EPS:g}"),
+                               model=VIT_SOM_24_V1_WARMUP_EPS, dataset=ds)
                 for n in TRAINING_LENGTHS[plan.profile]:
                     out += _seeded(plan, f"{ds}-clustering", length_overrides(f"{ds}-clustering", n),
                                    model=length_model(n), dataset=ds)
