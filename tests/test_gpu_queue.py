@@ -2,6 +2,7 @@
 import tarfile
 
 import pytest
+import torch
 
 from vitsom import gpu_queue
 from vitsom.config import make_config
@@ -37,7 +38,7 @@ def test_records_with_bf16_som_distances_are_retrained_last(isolated_results):
     a = gpu_queue.Item("desom-usps", (), (0, 1, 2), together=False, note="DESOM")
     b = gpu_queue.Item("usps-clustering", (), (0,))
     cfg = {s: make_config("desom-usps", "paper", s) for s in (0, 1, 2)}
-    old = {"schema": SCHEMA, "metrics": {}, "precision": "bf16", "config": cfg[0].to_dict()}
+    old = {"schema": SCHEMA, "metrics": {}, "precision": str(torch.bfloat16), "config": cfg[0].to_dict()}
     atomic_write_json(record_path(cfg[0]), old)                                       # bf16 distances
     atomic_write_json(record_path(cfg[1]), {**old, "som_distances": "fp32"})          # after the fix
     work = gpu_queue.pending([a, b], "paper")
@@ -111,7 +112,7 @@ def test_a_redo_item_trains_over_its_old_record(usps_root, isolated_results):
 
     from vitsom.records import SCHEMA, load_record
     cfg = make_config("som-usps", "smoke", 0, TINY)
-    atomic_write_json(record_path(cfg), {"schema": SCHEMA, "metrics": {"purity": 0.0}, "precision": "bf16",
+    atomic_write_json(record_path(cfg), {"schema": SCHEMA, "metrics": {"purity": 0.0}, "precision": str(torch.bfloat16),
                                          "config": cfg.to_dict()})
     it = gpu_queue.Item("som-usps", tuple(TINY), (0,), together=False, redo=True)
     assert gpu_queue.run_item(it, [cfg], time.time() + 300, usps_root, "cpu", skip=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vitsom import experiments as E, book as B, reported as R
 from vitsom import plots as P
@@ -291,8 +292,11 @@ def test_table_cells_say_how_many_seeds_and_which_device():
     assert B.cell(df, "purity", model="C", dataset="x") == "—"
     assert B.cell(df.assign(purity=nan), "purity", model="A", dataset="x") == "—"
     # GPU records from before the SOM distances were kept in fp32 say so; later ones and non-SOM ones do not
-    rec = {"precision": "bf16", "config": {"som": {"height": 24}, "train": {"epochs": 1}}, "device": {"type": "cuda"}}
+    rec = {"precision": str(torch.bfloat16), "config": {"som": {"height": 24}, "train": {"epochs": 1}}, "device": {"type": "cuda"}}
     assert B.record_row(rec)["bf16_som"] and B.device_label(rec) == "cuda (?, bf16 SOM distances)"
+    from vitsom.records import REPO_ROOT, bf16_som_distances, load_record   # the committed GPU records
+    old_gpu = sorted((REPO_ROOT / "results" / "paper" / "som-usps").glob("*.json"))
+    assert old_gpu and all(bf16_som_distances(load_record(p)) for p in old_gpu)
     assert not B.record_row({**rec, "som_distances": "fp32"})["bf16_som"]
     assert not B.record_row({**rec, "config": {"som": {"height": 0}, "train": {"epochs": 1}}})["bf16_som"]
     assert not B.record_row({**rec, "precision": "fp32"})["bf16_som"]

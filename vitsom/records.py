@@ -94,7 +94,7 @@ def _read_git() -> dict[str, Any]:
 def bf16_som_distances(rec: dict) -> bool:
     """A record made before the SOM distances were kept in fp32 under bf16 autocast (the GPU records
     of 2026-11-27): its BMUs came from bf16 distances (see the deviation "SOM distance precision")."""
-    return (rec.get("precision") == "bf16" and "som_distances" not in rec
+    return (rec.get("precision") in ("torch.bfloat16", "bf16") and "som_distances" not in rec
             and (rec.get("config", {}).get("som", {}).get("height") or 0) > 0)
 
 
