@@ -82,8 +82,13 @@ BIG = list(E.CLASSIFICATION_DATASETS)
 avail = {}
 for ds in BIG:
     sub = df[df["dataset"] == ds] if not df.empty else df
-    avail[ds] = "selected out" if sub.empty else ("ran" if sub["status"].isin(["existing", "trained"]).any()
-                                                   else ", ".join(sorted(set(sub["status"]))))
+    if sub.empty:
+        avail[ds] = "selected out"
+    elif sub["status"].isin(["existing", "trained"]).any():
+        avail[ds] = "runs have records"
+    else:                  # a data question, answered by looking for the files (records may be missing for other reasons)
+        why = R.missing_reason(ds, plan)
+        avail[ds] = "present, no run yet" if why == "not run yet for this profile/seeds" else why
 rows = []
 for ds in BIG:
     for model in [E.RESNET, "Swin-T", "DeiT-T", "MobileViT-T", E.VIT_CLS, E.VIT_SOM_CLS]:
@@ -160,6 +165,12 @@ if plan.smoke:
                    "profile applies on top of it, so this is a pipeline check of the comparison, not a small-data test.")
 B.show_table(pd.DataFrame(rows), "tbl-small-data", "Small-data test: top-1 on the test split (ours only; "
              "the paper has no such experiment)", note=small_note)
+sds = [B.mean_std(g["top1"].tolist())[1] for _, g in small.groupby(["dataset", "label_fraction", "model"])] \
+    if not small.empty else []
+if len(sds) and not plan.smoke:
+    display(Markdown(f"**How to read the differences.** Top-1 varies from seed to seed by up to {max(sds):.3f} (std "
+                     "of one model at one label fraction): a paired difference within about twice that spread "
+                     "says neither that the SOM helps nor that it hurts."))
 
 # %% tags=["hide-input"]
 if diffs:

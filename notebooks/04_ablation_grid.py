@@ -18,8 +18,9 @@
 # (the organisation `vitsom-companion` is a placeholder until the repository is published).
 #
 # The paper reports two map sizes (24×24 and 40×40); this page sweeps 8, 16, 24, 32 and 40 units a
-# side with everything else fixed (the 40×40 recipe, T_max = 20 for every size). Purity grows with
-# the number of units almost by construction (more, purer clusters), so NMI, the k-means score, the
+# side with everything else fixed (the 40×40 recipe, T_max = 20 for every size). With every unit a
+# cluster, purity tends to grow with the number of units (more, smaller, purer clusters) as long
+# as the map spreads the images over them, so NMI, the k-means score, the
 # *chance purity* (the same clusters with the labels shuffled) and the *purity above chance*
 # ((purity − chance) / (1 − chance)) are shown beside it. The number of parameters is dominated by
 # the prototypes (units × latent dimension). The 8, 24 and 40 runs are the clustering page's runs. In the smoke and quick profiles

@@ -93,7 +93,7 @@ if not df.empty and "eps" not in df.columns:
     df["eps"] = E.DEFAULT_EPS
 rows = []
 for (ds, g_, warm, eps), g in (df.groupby(["dataset", "gamma", "warmup", "eps"], sort=False) if not df.empty else []):
-    row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "yes" if warm else "no", "Adam ε": f"{eps:.0e}",
+    row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "—" if g_ == 0 else "yes" if warm else "no", "Adam ε": f"{eps:.0e}",
            "status": ", ".join(sorted(set(g["status"])))}
     rows.append(row | B.metric_cells(g, METRICS, digits=4, scientific=SCIENTIFIC))
 B.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε ablation (ours only; the paper "

@@ -26,7 +26,7 @@
 # Our numbers are therefore never directly comparable with the paper's unless both come from the
 # paper profile on a GPU, and even then the GPUs may differ. We also give the training time per
 # epoch, which does not depend on the profile's epoch count. Where CIFAR-10 is not available, the
-# small-data test's MNIST runs with the most labels (100 %; 10 % in the smoke profile) stand in for
+# small-data test's MNIST runs with the most labels (100 % in the paper profile, 10 % in the smoke and quick profiles) stand in for
 # the classification rows.
 
 # %% tags=["hide-input"]

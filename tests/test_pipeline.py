@@ -277,6 +277,17 @@ def test_metric_cells_formats_each_column_of_a_group():
     assert B.metric_cells(g.iloc[:1], [("purity", "P"), ("units_used", "U")], digits=2) == {"P": "0.90", "U": "10"}
 
 
+def test_missing_note_names_the_missing_seeds_of_partial_runs():
+    def oc(preset, seed, rec, ov=()):
+        return E.Outcome(E.Run(preset, ov, seed), "existing" if rec else "not-run", {"k": 1} if rec else None,
+                         "" if rec else "no record yet")
+    outs = [oc("a", 0, True), oc("a", 1, True), oc("a", 2, False),
+            oc("b", 0, False), oc("b", 1, False), oc("b", 0, False, ("x=1",))]
+    note = B.missing_note(outs)
+    assert "a seed 2, b, b x=1 (not-run: no record yet)" in note
+    assert B.missing_note(outs[:2]) == "Every planned run has a record."
+
+
 def test_table_cells_say_how_many_seeds_and_which_device():
     import pandas as pd
     nan = float("nan")

@@ -40,6 +40,7 @@ def record_row(rec: dict) -> dict[str, Any]:
         params_total_M=p.get("total", float("nan")) / 1e6,
         params_enc_head_M=(p.get("encoder", 0) + p.get("head", 0)) / 1e6,
         params_som_M=p.get("som", 0) / 1e6,
+        params_vit_k=(p.get("encoder", 0) + p.get("decoder", 0)) / 1e3,   # the network without prototypes and head
         wall_time_s=rec.get("wall_time_s"), train_time_s=rec.get("train_time_s"),
         time_per_epoch_s=(rec.get("train_time_s") or float("nan")) / epochs,
         inference_time_s=rec.get("inference_time_s"),
@@ -205,7 +206,8 @@ def profile_banner(profile: str) -> str:
                 "Run `make reproduce PROFILE=paper` on a GPU for the real comparison.")
     if profile == "quick":
         return (f"**Quick profile: a partial reproduction.** Each run trains {epochs} epochs on the full "
-                "data instead of the paper's 500; expect lower scores than the paper's. Where runs of the full "
+                "data instead of the paper's 500, unless its row says otherwise (the training-length study trains "
+                "longer); expect ViT-SOM to score below the paper. Where runs of the full "
                 "recipe (the paper profile, made on a GPU) exist, the reproduction-status page shows them too, "
                 "in their own column.")
     return "**Paper profile: the authors' full recipes** (500 epochs, full data); see the status page for known deviations."
@@ -277,14 +279,23 @@ def show_outcomes(outcomes: Sequence[Outcome]) -> None:
 
 def missing_note(outcomes: Sequence[Outcome]) -> str:
     """One sentence listing the runs without a record and why (so no cell is empty silently)."""
-    miss: dict[str, set[str]] = {}
+    planned: dict[tuple, int] = {}
+    for o in outcomes:
+        planned[(o.run.preset, o.run.overrides)] = planned.get((o.run.preset, o.run.overrides), 0) + 1
+    miss: dict[str, dict[tuple, list[int]]] = {}
     for o in outcomes:
         if o.record is None:
-            miss.setdefault(f"{o.status}: {o.note}" if o.note else o.status, set()).add(o.run.preset)
+            why = f"{o.status}: {o.note}" if o.note else o.status
+            miss.setdefault(why, {}).setdefault((o.run.preset, o.run.overrides), []).append(o.run.seed)
+
+    def name(k: tuple, seeds: list[int]) -> str:
+        part = "" if len(seeds) == planned[k] else f" seed{'s' if len(seeds) > 1 else ''} " + " ".join(map(str, sorted(seeds)))
+        return " ".join((k[0], *k[1])) + part
     if not miss:
         return "Every planned run has a record."
-    return "Runs without a record (shown as —): " + "; ".join(
-        f"{', '.join(sorted(p))} ({why})" for why, p in miss.items()) + "."
+    return ("Runs without a record (a cell with none shows —; a cell with some averages those it has, and says how "
+            "many): " + "; ".join(f"{', '.join(sorted(name(k, v) for k, v in p.items()))} ({why})"
+                                  for why, p in miss.items()) + ".")
 
 
 

@@ -265,7 +265,9 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
                   f"{src} **Paper:** {sub['source'].iloc[0]}; {len(got)} of {len(sub)} numbers have a counterpart "
                   "of ours.", "", _md_table(rows, cols), ""]
     lines += ["## Figures", "",
-              "All four are drawn on the [figures page](07_figures.ipynb), from this build's records and weights.", "",
+              "They are drawn on the [figures page](07_figures.ipynb) from this build's records. The latent, "
+              "prototype and map figures also need the figure run's weights, which are not committed (`runs/` is "
+              "git-ignored): a build that trains (not `--book-only`) recreates them; the page says when they are missing.", "",
               _md_table([{"paper figure": f, "ours": "figures page", "how": how}
                          for f, page, marker, how in R.FIGURES], ["paper figure", "ours", "how"]), "",
               "## Known deviations from the authors' protocol", ""]

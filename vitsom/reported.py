@@ -137,7 +137,7 @@ def _efficiency_reported() -> list[Reported]:
 
 def _figure_v1_reported() -> list[Reported]:
     src = "v1-era dual-axis figure, old plotting script (digest §5.5)"
-    rows = [("SOM (8×8)", 1.8, "fmnist", 0.712, None), ("SOM-VAE", 3.7, "fmnist", 0.739, None),
+    rows = [("SOM (8×8)", 1.8, "fmnist", 0.712, ("ksom-fmnist-8x8", "purity", ())), ("SOM-VAE", 3.7, "fmnist", 0.739, None),
             (DESOM, 3.3, "fmnist", 0.751, ("desom-fmnist", "purity", ())),
             ("DESOM-cls", 7.2, "cifar10", 0.498, None),
             (VIT_CLS, 5.4, "cifar10", 0.909, ("cifar10-classification", "top1", ("som.gamma=0",))),
@@ -149,7 +149,7 @@ def _figure_v1_reported() -> list[Reported]:
         col = "F-MNIST purity" if ds == "fmnist" else "CIFAR-10 top-1"
         note = f"at {params}M parameters" + ("" if ours else "; not implemented here")
         if model == "SOM (8×8)":
-            note += " (our raw SOM is 24×24)"
+            note += "; ours: the classical batch-map SOM at 8×8 (our gradient-trained pixel SOM is 24×24)"
         out.append(Reported("figure_v1", model, col, v, None, "fraction", src, o, ds, note))
     return out
 
@@ -177,9 +177,10 @@ SECTION_NOTES = {
                   "for MNIST-size input; ours are for MNIST too.",
     "classification": "Top-1 on the test split. ViT-cls is our ViT-SOM-cls preset with γ = 0. Our parameter counts "
                       "follow the paper's convention (encoder + head) for the ViTs.",
-    "train_time": "The paper's GPU, dataset and epoch count for these timings are not stated. Ours: whole-run wall "
-                  "time from the records (clustering on MNIST, classification on CIFAR-10); compared numerically "
-                  "only for paper-profile runs on a GPU.",
+    "train_time": "The paper's GPU, dataset and epoch count for these timings are not stated. Ours: the training "
+                  "loop's time from the records (train_time_s; clustering on MNIST, classification on CIFAR-10; the "
+                  "efficiency page adds the whole run's wall time); compared numerically only for paper-profile runs "
+                  "on a GPU.",
     "inference_time": "One pass over the evaluation set (clustering: all images; classification: the test split).",
     "memory": "Peak CUDA memory (torch.cuda.max_memory_allocated / 1e9); CPU runs have no counterpart.",
     "figure_v1": "An earlier (v1-era) version of the size-vs-score figure plotted Fashion-MNIST purity and CIFAR-10 "
@@ -235,7 +236,7 @@ def status_table(plan: Plan):
                 if plan.datasets is not None and rp.dataset not in plan.datasets:
                     why = "dataset not selected"
                 else:
-                    why = _missing_reason(rp.dataset, plan)
+                    why = missing_reason(rp.dataset, plan)
         ours, diff, n = _summary(rp, recs, plan.profile)
         if recs and not n and rp.ours and rp.ours.metric == "peak_cuda_gb":
             why = "our runs were on CPU"
@@ -289,7 +290,7 @@ def _summary(rp: Reported, recs: list[dict], profile: str) -> tuple[str, str, in
     return ours, diff, n
 
 
-def _missing_reason(dataset: str, plan: Plan) -> str:
+def missing_reason(dataset: str, plan: Plan) -> str:
     from . import data as vdata
     try:
         root = vdata.data_root(plan.data_root)
