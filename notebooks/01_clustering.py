@@ -215,7 +215,8 @@ else:
                        f"TE {rec['metrics']['topographic_error']:.2f}"))
     B.show_figure(P.prototype_grids_figure(panels), "fig-pixel-som-prototypes",
                   f"Prototypes of the 24×24 pixel SOMs on {E.DATASET_NAMES[pixel_ds]} (seed {plan.seeds[0]}, "
-                  f"{plan.profile} profile; TE: topographic error). {PROV}."
+                  f"{plan.profile} profile; TE: topographic error). "
+                  f"{B.provenance(pd.DataFrame([{**B.record_row(r), 'seed': r['seed']} for r in pixel_maps.values()]))}."
                   + (f" The weights are not committed (runs/ is git-ignored): {'; '.join(pixel_notes)}; "
                      "the titles show the runs drawn." if pixel_notes else ""))
 

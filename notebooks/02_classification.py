@@ -108,7 +108,8 @@ for model in [E.RESNET, "Swin-T", "DeiT-T", "MobileViT-T", E.VIT_CLS, E.VIT_SOM_
                  "paper (reported)": R.reported_cell("classification", model, "params").replace(" (reported)", ""),
                  "difference": "—", "why no number of ours": ""})
 B.show_table(pd.DataFrame(rows), "tbl-classification", "Top-1 test accuracy, ours vs paper",
-             note=PROV + ". " + B.missing_note([o for o in outcomes if o.run.dataset in BIG]))
+             note=B.provenance(df[df["dataset"].isin(BIG)] if not df.empty else df, plan) + ". "
+             + B.missing_note([o for o in outcomes if o.run.dataset in BIG]))
 display(Markdown("**Data on this machine:** " + "; ".join(f"{E.DATASET_NAMES[d]}: {avail[d]}" for d in BIG)
                  + ". Where a dataset is missing, only the paper's numbers (marked reported) are shown."))
 

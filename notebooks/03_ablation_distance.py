@@ -143,7 +143,8 @@ for ds in (have["dataset"].unique() if not have.empty else []):
                  "the SOM's pull on the encoder is too weak to shape it")
         if "som_grad_ratio" in cls.columns and cls["som_grad_ratio"].notna().any():
             text += (f" (its gradient on the encoder is {cls['som_grad_ratio'].median():.1e} of the reconstruction "
-                     "gradient's at the end of training: the records' SOM-gradient diagnostic)")
+                     "gradient's, median over seeds, "
+                     "at the end of training: the records' SOM-gradient diagnostic)")
         text += ". So the CLS token ends up almost the same for every image, and the map has next to nothing to sort"
         measured = "latent_cosine" in have.columns
         if measured and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():

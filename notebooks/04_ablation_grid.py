@@ -99,7 +99,9 @@ if not have.empty:
                                                   ("inference_time_s", "inference time (s)")],
                                    hue="dataset" if have["dataset"].nunique() > 1 else None, logx=True,
                                    title="Cost against map side", xticks=sorted(have["grid"].unique()))
+    machines = sorted(set(have["device"]))
     B.show_figure(f2, "fig-ablation-grid-time", f"Training time per epoch and inference time against the map side. "
-                  f"{PROV}.")
+                  f"{PROV}." + (f" The runs come from {len(machines)} machines or thread counts ({'; '.join(machines)}): "
+                                "compare times only between runs of the same one." if len(machines) > 1 else ""))
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))

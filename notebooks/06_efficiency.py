@@ -84,6 +84,7 @@ for (model, ds), g in (have.groupby(["model", "dataset"], sort=False) if not hav
     cuda = g["peak_cuda_gb"].notna().any()
     rows.append({
         "model": model, "dataset": E.DATASET_NAMES[ds], "device": "; ".join(sorted(set(g["device"]))),
+        "seeds": f"{', '.join(map(str, sorted(g['seed'])))} (of {len(df[(df['model'] == model) & (df['dataset'] == ds)])})",
         "epochs × images": f"{int(g['epochs'].iloc[0])} × {int(g['train_samples'].iloc[0]):,}",
         "train time / epoch (s)": B.fmt(*B.mean_std(g["time_per_epoch_s"].tolist()), digits=2),
         "training (s)": B.fmt(*B.mean_std(g["train_time_s"].tolist()), digits=1),
