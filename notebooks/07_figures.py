@@ -193,3 +193,6 @@ if HAVE_MODEL:
     B.show_figure(f, "fig-hitmap-umatrix", f"Left: how many of the {len(full):,} images have each unit as BMU "
                   f"(digits: the unit's majority label). Right: U-matrix, the mean {cfg.som.distance} distance "
                   f"between a prototype and its grid neighbours. {PROV}.")
+else:
+    display(Markdown("Not drawn: it needs the figure run's trained weights, which are not on this machine (see the "
+                     "decoded prototypes above)."))
