@@ -317,8 +317,8 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
                 closed = min((b - a) / (rep.value - a), 1.0)
                 text += (f" Going from {lo} to {hi} epochs closes {closed:.0%} of the gap at {lo} epochs. More steps "
                          "are one way to close it, not necessarily the only one: how far each step moves the "
-                         "prototypes matters too (the γ page trains the same 10 epochs with Adam's ε = 1e-12, which "
-                         "lets the prototypes take full-size steps).")
+                         "prototypes matters too (the γ page trains the recipe with Adam's ε = 1e-12, which lets the "
+                         "prototypes take full-size steps).")
             elif b - a < -noise:
                 text += (f" Longer training lowers purity here, so the gap at {lo} epochs is not a matter of "
                          "training too briefly.")
