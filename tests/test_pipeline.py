@@ -153,6 +153,29 @@ def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
     assert set(st[st["paper_profile_ours"] != "—"]["model"]) <= {E.DESOM, f"{E.DESOM} [clustering]"}
 
 
+def test_pages_of_other_builds_read_the_paper_profile_records_without_training(tmp_path):
+    """The clustering page of a quick/smoke build shows the full-recipe runs that exist (a table of
+    their own, and the training-length study's 500-epoch point): read, never trained."""
+    import shutil
+    shutil.copytree(REPO_ROOT / "results" / "paper" / "desom-usps", tmp_path / "results" / "paper" / "desom-usps")
+    plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
+    full = B.full_recipe_frame("01_clustering", plan)
+    have = full[full["status"] == "existing"]
+    assert set(have["model"]) == {E.DESOM} and sorted(have["seed"]) == [0, 1, 2, 3, 4]
+    assert (have["profile"] == "paper").all() and (have["dataset"] == "usps").all()
+    assert set(full["status"]) == {"existing", "not-run"}               # the rest is planned, not trained
+    assert not any((tmp_path / "results" / "paper").glob("[!d]*"))      # nothing new was written
+    vit40 = full[full["model"] == E.VIT_SOM_40]
+    assert len(vit40) and (vit40["planned_epochs"] == 500).all()        # the recipe at full length
+    vals = [json.loads(f.read_text())["metrics"]["purity"]
+            for f in sorted((tmp_path / "results" / "paper" / "desom-usps").glob("*.json"))]
+    assert B.cell(full, "purity", model=E.DESOM, dataset="usps").startswith(B.fmt(float(np.mean(vals)),
+                                                                                    float(np.std(vals)), 5))
+    assert B.cell(full, "purity", model=E.VIT_SOM_40, dataset="usps") == "—"
+    assert B.full_recipe_frame("01_clustering", E.Plan.make("paper", results=tmp_path / "results")).empty
+    assert B.full_recipe_frame("01_clustering", E.Plan.make("smoke", results=tmp_path / "other")).empty
+
+
 def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
     monkeypatch.setenv("VITSOM_RUNS", str(tmp_path / "runs"))
     plan = E.Plan.make("smoke", results=tmp_path / "results")

@@ -208,8 +208,8 @@ def profile_banner(profile: str) -> str:
         return (f"**Quick profile: a partial reproduction.** Each run trains {epochs} epochs on the full "
                 "data instead of the paper's 500, unless its row says otherwise (the training-length study trains "
                 "longer); expect ViT-SOM to score below the paper. Where runs of the full "
-                "recipe (the paper profile, made on a GPU) exist, the reproduction-status page shows them too, "
-                "in their own column.")
+                "recipe (the paper profile) exist, the reproduction-status page shows them too, in their own "
+                "column, and the clustering page in a table of its own.")
     return "**Paper profile: the authors' full recipes** (500 epochs, full data); see the status page for known deviations."
 
 
@@ -259,6 +259,23 @@ def run_page(notebook: str, profile: str, seeds=None, datasets=None, results_dir
     df = frame(outcomes)
     show_outcomes(outcomes)
     return plan, outcomes, df, provenance(df, plan)
+
+
+def full_recipe_frame(notebook: str, plan: Plan):
+    """In a build of another profile: the page's runs planned for the **paper** profile (the full
+    recipe), read from their records and never trained, as :func:`frame` rows (runs without a record
+    included, so a cell can say "2 of 5 seeds"; ``planned_epochs`` is each run's length). Empty in a paper-profile build, where the page's
+    own frame already is the full recipe, and when no paper-profile run of the page has a record."""
+    import pandas as pd
+    if plan.profile == "paper":
+        return pd.DataFrame()
+    full = Plan.make("paper", None, plan.datasets, plan.results, plan.extra, plan.data_root)
+    outcomes = execute(runs(notebook, full), full, train_missing=False, log=lambda line: None)
+    if all(o.record is None for o in outcomes):
+        return pd.DataFrame()
+    df = frame(outcomes)
+    df["planned_epochs"] = [o.run.config(full.profile, full.extra).train.epochs for o in outcomes]
+    return df
 
 
 def show_outcomes(outcomes: Sequence[Outcome]) -> None:
