@@ -264,8 +264,9 @@ def run_page(notebook: str, profile: str, seeds=None, datasets=None, results_dir
 def full_recipe_frame(notebook: str, plan: Plan):
     """In a build of another profile: the page's runs planned for the **paper** profile (the full
     recipe), read from their records and never trained, as :func:`frame` rows (runs without a record
-    included, so a cell can say "2 of 5 seeds"; ``planned_epochs`` is each run's length). Empty in a paper-profile build, where the page's
-    own frame already is the full recipe, and when no paper-profile run of the page has a record."""
+    included, so a cell can say "2 of 5 seeds"; ``planned_epochs`` is each run's length). Empty in a
+    paper-profile build, where the page's own frame already is the full recipe, and when no
+    paper-profile run of the page has a record."""
     import pandas as pd
     if plan.profile == "paper":
         return pd.DataFrame()

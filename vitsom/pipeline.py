@@ -225,10 +225,10 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
         devices = sorted({d for v in full["paper_profile_device"] for d in v.split("; ")})
         lines += [
             f"**Runs of the paper's full recipe so far.** {len(full)} of these numbers also have records of the "
-            f"**paper** profile (the recipe at full length; {', '.join(devices)}), made a few runs at a time: on a GPU "
-            "when one is lent (`python -m vitsom.gpu_queue`), otherwise on the CPU. Each section shows them in the column **paper profile**, with "
-            "their own difference to the paper, seeds and device. Times measured while other runs shared the GPU "
-            "are marked *not comparable*.", ""]
+            f"**paper** profile (the recipe at full length; {', '.join(devices)}), made a few runs at a time: on a "
+            "GPU when one is lent (`python -m vitsom.gpu_queue`), otherwise on the CPU. Each section shows them in "
+            "the column **paper profile**, with their own difference to the paper, seeds and device. Times "
+            "measured while other runs shared the GPU are marked *not comparable*.", ""]
     if failures:
         lines += ["```{warning}", "These notebooks failed in this build: "
                   + "; ".join(f"{k}: {v}" for k, v in failures.items()), "```", ""]
