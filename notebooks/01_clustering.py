@@ -97,9 +97,10 @@ def purity_rows(frame: pd.DataFrame, recorded_only: bool = False) -> list[dict]:
     out = []
     for model in PAPER_ROWS + list(EXTRA_ROWS):
         src_model, metric, paper_model = EXTRA_ROWS.get(model, (model, "purity", model))
-        got = frame[(frame["model"] == src_model) & frame["status"].isin(["existing", "trained"])] if not frame.empty else frame
-        if recorded_only and (got.empty or metric not in got.columns or got[metric].isna().all()):
-            continue
+        if recorded_only:
+            got = frame[(frame["model"] == src_model) & frame["status"].isin(["existing", "trained"])]
+            if got.empty or metric not in got.columns or got[metric].isna().all():
+                continue
         paper = (lambda col: R.reported_cell("clustering", paper_model, col)) if paper_model else \
             (lambda col: "not in the paper")
         row = {"model": model} | {E.DATASET_NAMES[ds]: B.pair(B.cell(frame, metric, model=src_model, dataset=ds),
