@@ -102,6 +102,22 @@ def test_training_length_study_stretches_the_recipe_on_the_ablation_datasets():
     assert {r.dataset for r in paper if r.model.endswith(" epochs")} == set(E.CLUSTERING_DATASETS)
 
 
+def test_desom_gamma_times_units_row_multiplies_only_gamma_by_the_map_size():
+    quick = [r for r in E.runs("01_clustering", E.Plan.make("quick", seeds=[0])) if r.model == E.DESOM_K]
+    assert [r.dataset for r in quick] == ["usps"]          # the ablation datasets only
+    paper = [r for r in E.runs("01_clustering", E.Plan.make("paper", seeds=[0])) if r.model == E.DESOM_K]
+    assert {r.dataset for r in paper} == set(E.CLUSTERING_DATASETS)
+    cfg, base = paper[-1].config("paper"), E.Run("desom-usps").config("paper")
+    assert cfg.som.gamma == pytest.approx(base.som.gamma * 64) and cfg.som.gamma == pytest.approx(0.064)
+    assert (cfg.train, cfg.model, cfg.som.distance, cfg.som.t_max) == \
+        (base.train, base.model, base.som.distance, base.som.t_max)
+    # the classification page's γ×K rows use the same helper: γ × K of their own map
+    som = E.Run("fmnist-classification").config("quick").som
+    assert E.gamma_times_units("fmnist-classification", "quick") == \
+        f"som.gamma={som.gamma * som.height * som.width:g}"
+    assert not [r for r in E.runs("01_clustering", E.Plan.make("smoke")) if r.model == E.DESOM_K]
+
+
 def test_every_run_config_is_valid_or_its_preset_is_reported_missing():
     for r in E.all_runs(E.Plan.make("paper")):
         if E.preset_known(r.preset):
