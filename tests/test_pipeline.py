@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -145,13 +146,24 @@ def test_status_table_without_records(tmp_path):
     assert set(st.columns) >= {"paper", "ours", "difference", "seeds", "profile", "device", "note"}
 
 
+def _copy_recipe_records(preset: str, results: Path) -> None:
+    """Copy the committed paper-profile records of ``preset``'s own recipe (no overrides) to ``results``."""
+    import shutil
+    from vitsom.config import make_config
+    dest = results / "paper" / preset
+    dest.mkdir(parents=True)
+    recipe = make_config(preset, "paper")
+    for f in (REPO_ROOT / "results" / "paper" / preset).glob("*.json"):
+        if json.loads(f.read_text())["config"]["som"] == asdict(recipe.som):
+            shutil.copy(f, dest / f.name)
+
+
 def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
     """A quick/smoke build still shows the paper-profile (GPU) records that exist, beside the
     paper, with their device; their times are not compared when the GPU was shared."""
-    import shutil
     from vitsom.pipeline import status_markdown
-    for preset in ("desom-usps", "desom-mnist"):             # the committed H200 records (5 and 2 seeds)
-        shutil.copytree(REPO_ROOT / "results" / "paper" / preset, tmp_path / "results" / "paper" / preset)
+    for preset in ("desom-usps", "desom-mnist"):             # committed records: USPS CPU, MNIST H200 and CPU
+        _copy_recipe_records(preset, tmp_path / "results")
     recs = sorted((tmp_path / "results" / "paper" / "desom-usps").glob("*.json"))
     assert len(recs) == 5
     plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
@@ -161,7 +173,8 @@ def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
     assert row["ours"] == "—"                               # nothing of the smoke profile
     assert row["paper_profile_ours"] == B.fmt(float(np.mean(vals)), float(np.std(vals)), 5, 3)
     assert row["paper_profile_difference"] == f"{np.mean(vals) - 0.857:+.3f}"
-    assert row["paper_profile_seeds"] == "0, 1, 2, 3, 4" and "NVIDIA H200" in row["paper_profile_device"]
+    assert row["paper_profile_seeds"] == "0, 1, 2, 3, 4"
+    assert json.loads(recs[0].read_text())["device"]["name"] in row["paper_profile_device"]
     times = st[(st["section"] == "train_time") & (st["paper_profile_ours"] != "—")]
     assert len(times) and (times["paper_profile_difference"] == "not comparable").all()   # shared GPU
     md = status_markdown(st, plan, [], {}, "test")
@@ -172,8 +185,7 @@ def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
 def test_pages_of_other_builds_read_the_paper_profile_records_without_training(tmp_path):
     """The clustering page of a quick/smoke build shows the full-recipe runs that exist (a table of
     their own, and the training-length study's 500-epoch point): read, never trained."""
-    import shutil
-    shutil.copytree(REPO_ROOT / "results" / "paper" / "desom-usps", tmp_path / "results" / "paper" / "desom-usps")
+    _copy_recipe_records("desom-usps", tmp_path / "results")
     plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
     full = B.full_recipe_frame("01_clustering", plan)
     have = full[full["status"] == "existing"]
