@@ -182,6 +182,20 @@ def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
     assert set(st[st["paper_profile_ours"] != "—"]["model"]) <= {E.DESOM, f"{E.DESOM} [clustering]"}
 
 
+def test_timing_cells_never_average_a_cpu_run_with_a_gpu_run():
+    gpu = {"seed": 0, "device": {"type": "cuda", "name": "NVIDIA H200"}, "train_time_s": 120.0,
+           "metrics": {"purity": 0.70}}
+    cpu = [{"seed": s, "device": {"type": "cpu", "name": "AMD EPYC", "cpu_threads": 1}, "train_time_s": 1800.0,
+            "metrics": {"purity": p}} for s, p in ((1, 0.68), (2, 0.72))]
+    time_row = next(rp for rp in R.REPORTED if rp.unit == "s" and rp.ours is not None)
+    purity_row = next(rp for rp in R.REPORTED if rp.unit == "fraction" and rp.ours is not None)
+    assert R.one_device(time_row, [gpu, *cpu]) == [gpu]          # the GPU's, as the paper's timings
+    assert R.one_device(time_row, cpu) == cpu                    # one device: all of them
+    cpu2 = {**cpu[0], "seed": 3, "device": {"type": "cpu", "name": "AMD EPYC", "cpu_threads": 2}}
+    assert R.one_device(time_row, [*cpu, cpu2]) == cpu           # the device with the most records
+    assert R.one_device(purity_row, [gpu, *cpu]) == [gpu, *cpu]  # scores keep every record
+
+
 def test_pages_of_other_builds_read_the_paper_profile_records_without_training(tmp_path):
     """The clustering page of a quick/smoke build shows the full-recipe runs that exist (a table of
     their own, and the training-length study's 500-epoch point): read, never trained."""

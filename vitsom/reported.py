@@ -231,7 +231,7 @@ def status_table(plan: Plan):
         elif not preset_known(rp.ours.preset):
             why = f"preset {rp.ours.preset} not available"
         else:
-            recs = _records(rp, plan, cache)
+            recs = one_device(rp, _records(rp, plan, cache))
             if not recs:
                 if plan.datasets is not None and rp.dataset not in plan.datasets:
                     why = "dataset not selected"
@@ -250,7 +250,8 @@ def status_table(plan: Plan):
             "source": rp.source,
         }
         if full is not None:
-            precs = _records(rp, full, cache) if rp.ours is not None and preset_known(rp.ours.preset) else []
+            precs = one_device(rp, _records(rp, full, cache)) \
+                if rp.ours is not None and preset_known(rp.ours.preset) else []
             p_ours, p_diff, pn = _summary(rp, precs, "paper")
             row.update({"paper_profile_ours": p_ours, "paper_profile_difference": p_diff,
                         "paper_profile_seeds": ", ".join(str(r["seed"]) for r in precs) if pn else "—",
@@ -271,6 +272,21 @@ def _records(rp: Reported, plan: Plan, cache: dict) -> list[dict]:
                 got.append(load_record(p))
         cache[key] = got
     return cache[key]
+
+
+def one_device(rp: Reported, recs: list[dict]) -> list[dict]:
+    """Times and memory depend on the machine: of records made on several devices, keep one device's
+    (a GPU's, as the paper measured on one; else the device with the most records), so that a cell
+    never averages a CPU run with a GPU run. Scores and parameter counts keep every record."""
+    if rp.unit in ("fraction", "M"):
+        return recs
+    labels = [device_label(r) for r in recs]
+    if len(set(labels)) <= 1:
+        return recs
+    gpu = [lab for r, lab in zip(recs, labels) if r.get("device", {}).get("type") == "cuda"]
+    pool = gpu or labels
+    pick = max(sorted(set(pool)), key=pool.count)
+    return [r for r, lab in zip(recs, labels) if lab == pick]
 
 
 def _summary(rp: Reported, recs: list[dict], profile: str) -> tuple[str, str, int]:
