@@ -260,3 +260,19 @@ def test_vit_cls_and_vit_som_cls_learn_on_mnist(mnist_root, isolated_results):
         assert rec["eval"]["val"]["n"] == 250 and rec["eval"]["test"]["n"] == 500
     assert all(h["gamma"] == 0.0 for h in recs[0.0]["history"])
     assert recs[0.05]["history"][-1]["gamma"] > 0 and recs[0.05]["history"][-1]["som_loss"] > 0
+
+
+@pytest.mark.parametrize("recon_loss", ["l1", "mse"])
+def test_reconstruction_term_is_the_configured_loss(recon_loss):
+    """``train.recon_loss`` picks the clustering task term: L1 (the authors') or the squared error of
+    the original DESOM; the SOM term and the total follow L = L_task + γ·L_som either way."""
+    from vitsom.train import loss_terms
+    cfg = C.make_config("desom-usps", "smoke", 0, [f"train.recon_loss={recon_loss}"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    x = torch.rand(8, 1, 16, 16)
+    loss, task, som = loss_terms(model, cfg, x, torch.zeros(8, dtype=torch.long), torch.tensor(0), 10, None)
+    recon = model(x).recon
+    expected = (recon - x).pow(2).mean() if recon_loss == "mse" else (recon - x).abs().mean()
+    assert task.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(task.item() + cfg.som.gamma * som.item(), rel=1e-5)

@@ -80,3 +80,20 @@ def test_chance_purity_extremes():
         metrics.chance_purity(np.zeros(20, int), y, permutations=0)
     with pytest.raises(ValueError, match="differ in length"):
         metrics.chance_purity(np.zeros(19, int), y)
+
+
+def test_input_blind_l1_is_the_best_fixed_reconstruction():
+    rng = np.random.default_rng(0)
+    x = rng.beta(0.3, 1.5, size=(201, 5, 4))        # skewed like ink on paper: median ≠ mean
+    best = metrics.input_blind_l1(x)
+    flat = x.reshape(201, -1)
+    assert best == pytest.approx(np.abs(flat - np.median(flat, 0)).mean())
+    # no other fixed image does better: the mean image, zeros, and random nudges of the median
+    assert best < np.abs(flat - flat.mean(0)).mean()
+    assert best < np.abs(flat).mean()
+    for _ in range(20):
+        c = np.median(flat, 0) + rng.normal(0, 0.02, flat.shape[1])
+        assert best <= np.abs(flat - c).mean() + 1e-12
+    assert metrics.input_blind_l1(np.ones((3, 2))) == 0.0
+    with pytest.raises(ValueError, match="non-empty"):
+        metrics.input_blind_l1(np.zeros((0, 4)))

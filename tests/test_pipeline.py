@@ -119,6 +119,19 @@ def test_desom_gamma_times_units_row_multiplies_only_gamma_by_the_map_size():
     assert not [r for r in E.runs("01_clustering", E.Plan.make("smoke")) if r.model == E.DESOM_K]
 
 
+def test_desom_mse_row_changes_only_the_reconstruction_loss():
+    quick = [r for r in E.runs("01_clustering", E.Plan.make("quick", seeds=[0])) if r.model == E.DESOM_MSE]
+    assert [r.dataset for r in quick] == ["usps"]          # the ablation datasets only
+    paper = [r for r in E.runs("01_clustering", E.Plan.make("paper", seeds=[0])) if r.model == E.DESOM_MSE]
+    assert {r.dataset for r in paper} == set(E.CLUSTERING_DATASETS)
+    for r in paper:
+        cfg, base = r.config("paper"), E.Run(r.preset).config("paper")
+        assert cfg.train.recon_loss == "mse" and base.train.recon_loss == "l1"
+        cfg.train.recon_loss = "l1"
+        assert cfg == base
+    assert not [r for r in E.runs("01_clustering", E.Plan.make("smoke")) if r.model == E.DESOM_MSE]
+
+
 def test_every_run_config_is_valid_or_its_preset_is_reported_missing():
     for r in E.all_runs(E.Plan.make("paper")):
         if E.preset_known(r.preset):
@@ -420,6 +433,19 @@ def test_plot_functions_return_figures():
     for f in figs:
         assert isinstance(f, Figure)
         f.savefig(os.devnull, format="png")
+
+
+def test_loss_curves_draw_each_history_and_the_reference_line():
+    h = [{"epoch": e, "task_loss": 1.0 / (e + 1)} for e in range(4)]
+    fig = P.loss_curves_figure([("MNIST", {"seed 0": h, "seed 1": h[:2]}, 0.4), ("USPS", {"seed 0": h}, None)],
+                               ylabel="L1", reference_label="input-blind")
+    left, right = fig.axes
+    assert [ln.get_label() for ln in left.lines] == ["seed 0", "seed 1", "input-blind"]
+    np.testing.assert_allclose(left.lines[0].get_xdata(), [1, 2, 3, 4])          # epochs counted from 1
+    np.testing.assert_allclose(left.lines[0].get_ydata(), [1.0, 0.5, 1 / 3, 0.25])
+    assert list(left.lines[2].get_ydata()) == [0.4, 0.4] and len(right.lines) == 1
+    assert (left.get_title(), left.get_ylabel()) == ("MNIST", "L1")
+    fig.savefig(os.devnull, format="png")
 
 
 def test_bar_error_bars_are_the_population_std_of_the_tables():

@@ -104,6 +104,7 @@ def test_missing_data_error_names_path(tmp_path, isolated_results):
     ("som.nonsense=1", "unknown config key"),
     ("train.epochs=many", "expects a int"),
     ("train.eps=0", "Adam's ε"),
+    ("train.recon_loss=huber", "unknown recon_loss"),
 ])
 def test_bad_config_is_a_clear_error(override, match):
     with pytest.raises(ValueError, match=match):
@@ -156,18 +157,19 @@ def test_presets_cover_the_paper():
     assert C.make_config("usps-clustering-24x24-v1", "quick").train.warmup_epochs == 1   # 10 of 200 → 1 of 10
 
 
-def test_adam_eps_enters_the_key_only_off_its_default():
-    """train.eps was added after records existed: at its default the key is the old one (hashed
-    without the field), so those records keep their names; set off it, the key changes and the
-    optimiser gets it."""
+def test_late_fields_enter_the_key_only_off_their_default():
+    """train.eps and train.recon_loss were added after records existed: at their defaults the key is
+    the old one (hashed without the fields), so those records keep their names; set off it, the key
+    changes and the optimiser (or the loss) gets it."""
     import hashlib
     cfg = C.make_config("usps-clustering", "quick", 0)
     d = cfg.to_dict()
-    for k in ("compile", "checkpoint_every", "eps"):
+    for k in ("compile", "checkpoint_every", "eps", "recon_loss"):
         d["train"].pop(k)
     assert cfg.key() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
     off = C.make_config("usps-clustering", "quick", 0, ["train.eps=1e-12"])
     assert off.key() != cfg.key()
+    assert C.make_config("usps-clustering", "quick", 0, ["train.recon_loss=mse"]).key() not in (cfg.key(), off.key())
     opt = make_optimizer(off, build_model(C.make_config("usps-clustering", "smoke", 0, ["train.eps=1e-12"])),
                          torch.device("cpu"))
     assert {g["eps"] for g in opt.param_groups} == {1e-12}

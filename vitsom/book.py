@@ -261,6 +261,13 @@ def run_page(notebook: str, profile: str, seeds=None, datasets=None, results_dir
     return plan, outcomes, df, provenance(df, plan)
 
 
+def full_recipe_outcomes(notebook: str, plan: Plan) -> tuple[Plan, list[Outcome]]:
+    """The page's runs planned for the **paper** profile (the full recipe) and their records, read and
+    never trained: ``(paper plan, outcomes)``, runs without a record included."""
+    full = Plan.make("paper", None, plan.datasets, plan.results, plan.extra, plan.data_root)
+    return full, execute(runs(notebook, full), full, train_missing=False, log=lambda line: None)
+
+
 def full_recipe_frame(notebook: str, plan: Plan):
     """In a build of another profile: the page's runs planned for the **paper** profile (the full
     recipe), read from their records and never trained, as :func:`frame` rows (runs without a record
@@ -270,8 +277,7 @@ def full_recipe_frame(notebook: str, plan: Plan):
     import pandas as pd
     if plan.profile == "paper":
         return pd.DataFrame()
-    full = Plan.make("paper", None, plan.datasets, plan.results, plan.extra, plan.data_root)
-    outcomes = execute(runs(notebook, full), full, train_missing=False, log=lambda line: None)
+    full, outcomes = full_recipe_outcomes(notebook, plan)
     if all(o.record is None for o in outcomes):
         return pd.DataFrame()
     df = frame(outcomes)

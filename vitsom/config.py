@@ -58,6 +58,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8                 # Adam(W)'s ε (PyTorch's default, as in the reference)
     optimizer: str = "adamw"          # "adamw" (ViT-SOM), "adam" (DESOM), "batch-map" (classical SOM)
+    recon_loss: str = "l1"            # clustering's reconstruction term: "l1" (the authors') or "mse"
     schedule: str = "cosine"          # per-epoch warm-up + cosine ("cosine") or none ("constant")
     lr_batch_scaling: bool = True     # effective lr = lr · batch_size / 256 (the ViT-SOM recipe)
     max_train_samples: int = 0        # 0 = all; else a fixed random subset (profiles use this)
@@ -112,6 +113,8 @@ class RunConfig:
             raise ValueError("optimizer 'batch-map' (Kohonen's batch SOM) trains only the raw-pixel SOM with "
                              f"euclidean distance: set model.arch=som and som.distance=euclidean (got arch "
                              f"{m.arch!r}, distance {s.distance!r})")
+        if t.recon_loss not in RECON_LOSSES:
+            raise ValueError(f"unknown recon_loss {t.recon_loss!r}; choose {' or '.join(RECON_LOSSES)}")
         if t.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {t.schedule!r}; choose cosine or constant")
         if t.precision not in ("auto", "fp32", "bf16"):
@@ -142,7 +145,10 @@ class RunConfig:
 _NOT_IN_KEY = ("compile", "checkpoint_every")
 # Fields added after records existed: they enter the key only when set off their default, so that
 # every earlier record keeps its name.
-_KEY_ONLY_OFF_DEFAULT = (("train", "eps", 1e-8),)
+_KEY_ONLY_OFF_DEFAULT = (("train", "eps", 1e-8), ("train", "recon_loss", "l1"))
+# The reconstruction term of clustering runs: L1 in the authors' code (ViT-SOM and their DESOM),
+# mean squared error in the original DESOM (Forest et al.).
+RECON_LOSSES = ("l1", "mse")
 
 
 # ----------------------------------------------------------------------------- presets

@@ -90,3 +90,17 @@ def top1_accuracy(predictions, labels) -> float:
     if p.shape != y.shape:
         raise ValueError(f"predictions and labels differ in length: {p.size} vs {y.size}")
     return float((p == y).mean())
+
+
+def input_blind_l1(images) -> float:
+    """The lowest mean L1 reconstruction error of any reconstruction that ignores its input.
+
+    Such a reconstruction is one fixed image; the mean absolute error Σ_i |x_ip − c_p| is smallest
+    pixel by pixel at the median c_p = median_i x_ip, so the bound is mean |x − per-pixel median|.
+    An autoencoder whose L1 sits near this value has learnt (almost) nothing about its input.
+    ``images``: (N, …) floats in the scale the loss sees (here [0, 1])."""
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"images must be a non-empty (N, ...) array, got shape {x.shape}")
+    x = x.reshape(x.shape[0], -1)
+    return float(np.abs(x - np.median(x, axis=0)).mean())

@@ -348,18 +348,22 @@ def difference_figure(fractions: Sequence[float], means: Sequence[float], stds: 
     return fig
 
 
-def loss_curves_figure(histories: dict[str, list[dict]], key: str = "task_loss", title: str = "") -> Figure:
-    """Per-epoch training curves of several runs (``history`` lists of the records)."""
-    fig = _fig(5.5, 3.4)
-    ax = fig.add_subplot()
-    for name, h in histories.items():
-        ep = [r["epoch"] for r in h if key in r]
-        ax.plot(ep, [r[key] for r in h if key in r], marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(key)
-    ax.grid(alpha=0.3)
-    if histories:
-        ax.legend(fontsize=7)
-    if title:
+def loss_curves_figure(panels: Sequence[tuple[str, dict[str, list[dict]], float | None]], key: str = "task_loss",
+                       ylabel: str = "", reference_label: str = "") -> Figure:
+    """Per-epoch training curves, one panel per ``(title, {line label: record history}, reference)``;
+    ``reference`` (or None) is drawn as a dashed horizontal line labelled ``reference_label``."""
+    fig = _fig(3.6 * max(1, len(panels)), 3.4)
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    for ax, (title, histories, reference) in zip(axes, panels):
+        for name, h in histories.items():
+            ep = [r["epoch"] + 1 for r in h if key in r]
+            ax.plot(ep, [r[key] for r in h if key in r], lw=1.4, label=name)
+        if reference is not None:
+            ax.axhline(reference, color="0.3", ls="--", lw=1, label=reference_label or None)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel or key)
+        ax.grid(alpha=0.3)
         ax.set_title(title, fontsize=10)
+        if histories:
+            ax.legend(fontsize=7)
     return fig

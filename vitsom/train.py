@@ -107,8 +107,9 @@ def loss_terms(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tenso
                total_steps: int, amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, task loss, SOM loss) of one batch at global step ``step_t`` (a device tensor).
 
-    L = L_task + γ_t·L_som with L_task the L1 reconstruction (clustering) or label-smoothed CE
-    (classification); T_t and γ_t are computed on the device from ``step_t``."""
+    L = L_task + γ_t·L_som with L_task the reconstruction error (clustering; L1, or squared with
+    ``train.recon_loss=mse``) or label-smoothed CE (classification); T_t and γ_t are computed on
+    the device from ``step_t``."""
     s = cfg.som
     temp = temperature_at(step_t, total_steps, s.t_max, s.t_min)
     gamma = gamma_at(step_t, total_steps, s.gamma, s.gamma_warmup)
@@ -116,7 +117,8 @@ def loss_terms(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tenso
         out = model(x, temperature=temp)
     if cfg.task == "clustering":
         # the raw-pixel SOM baseline has no decoder: its only loss is the SOM's
-        task = F.l1_loss(out.recon.float(), x) if out.recon is not None else x.new_zeros(())
+        recon_loss = F.mse_loss if cfg.train.recon_loss == "mse" else F.l1_loss
+        task = recon_loss(out.recon.float(), x) if out.recon is not None else x.new_zeros(())
     else:
         task = F.cross_entropy(out.logits.float(), y, label_smoothing=cfg.train.label_smoothing)
     som = out.som.loss.float() if out.som is not None else task.new_zeros(())
