@@ -21,7 +21,8 @@ from vitsom.records import REPO_ROOT
 # What each page must show when the book is built for USPS alone (markers emitted by
 # book.show_table / show_figure).
 TABLES = {
-    "01_clustering": ["tbl-runs", "tbl-clustering-purity", "tbl-clustering-length", "tbl-clustering-all"],
+    "01_clustering": ["tbl-runs", "tbl-clustering-purity", "tbl-desom-stall", "tbl-clustering-length",
+                      "tbl-clustering-all"],
     "02_classification": ["tbl-runs", "tbl-classification", "tbl-small-data"],
     "03_ablation_distance": ["tbl-runs", "tbl-ablation-distance"],
     "04_ablation_grid": ["tbl-runs", "tbl-ablation-grid"],
@@ -30,7 +31,7 @@ TABLES = {
     "07_figures": ["tbl-runs"],
 }
 FIGURES = {
-    "01_clustering": ["fig-clustering-length"],
+    "01_clustering": ["fig-desom-curves", "fig-clustering-length"],
     "03_ablation_distance": ["fig-ablation-distance"],
     "04_ablation_grid": ["fig-ablation-grid", "fig-ablation-grid-time"],
     "05_ablation_gamma": ["fig-ablation-gamma"],
