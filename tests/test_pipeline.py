@@ -133,6 +133,25 @@ def test_desom_mse_row_changes_only_the_reconstruction_loss():
     assert not [r for r in E.runs("01_clustering", E.Plan.make("smoke")) if r.model == E.DESOM_MSE]
 
 
+def test_original_desom_length_rows_train_usps_for_10000_steps():
+    assert E.epochs_for_steps(10_000, 9_298, 256) == 278            # 36 full batches an epoch: 10,008 steps
+    assert E.epochs_for_steps(72, 9_298, 128) == 1 and E.epochs_for_steps(73, 9_298, 128) == 2
+    with pytest.raises(ValueError, match="no full batch"):
+        E.epochs_for_steps(10, 100, 256)
+    rows = (E.DESOM_LONG, E.DESOM_MSE_LONG)
+    paper = [r for r in E.runs("01_clustering", E.Plan.make("paper", seeds=[0])) if r.model in rows]
+    assert [(r.model, r.dataset) for r in paper] == [(m, "usps") for m in rows]
+    base = E.Run("desom-usps").config("paper")
+    for r in paper:
+        cfg = r.config("paper")
+        assert cfg.train.epochs == 278 and (E.USPS_IMAGES // cfg.train.batch_size) * cfg.train.epochs >= 10_000
+        assert cfg.train.recon_loss == ("mse" if r.model == E.DESOM_MSE_LONG else "l1")
+        cfg.train.epochs, cfg.train.recon_loss = base.train.epochs, "l1"
+        assert cfg == base                                               # nothing else changes
+    for profile in ("smoke", "quick"):
+        assert not [r for r in E.runs("01_clustering", E.Plan.make(profile)) if r.model in rows]
+
+
 def test_every_run_config_is_valid_or_its_preset_is_reported_missing():
     for r in E.all_runs(E.Plan.make("paper")):
         if E.preset_known(r.preset):
