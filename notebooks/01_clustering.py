@@ -101,6 +101,8 @@ def purity_rows(frame: pd.DataFrame, recorded_only: bool = False) -> list[dict]:
     out = []
     for model in PAPER_ROWS + list(EXTRA_ROWS):
         src_model, metric, paper_model = EXTRA_ROWS.get(model, (model, "purity", model))
+        if model in EXTRA_ROWS and ("model" not in frame or not (frame["model"] == src_model).any()):
+            continue                      # a row of ours this profile does not plan (e.g. paper-only rows)
         if recorded_only:
             got = frame[(frame["model"] == src_model) & frame["status"].isin(["existing", "trained"])]
             if got.empty or metric not in got.columns or got[metric].isna().all():
@@ -358,7 +360,8 @@ if panels:
                   f"10,000 steps). {B.provenance(B.frame([o for o in desom_done if o.run.model in L1_ROWS]))}.")
 if stall_rows:
     B.show_table(pd.DataFrame(stall_rows).fillna("—"), "tbl-desom-stall",
-                 "DESOM with the authors' L1 reconstruction and with the original DESOM's squared error",
+                 "DESOM: the authors' recipe, and the same with the original DESOM's loss (squared error) or length "
+                 "(10,000 steps)",
                  note=f"{desom_profile} profile. {B.provenance(B.frame(desom_done))}. \"Left the plateau\": the first "
                  f"epoch whose mean L1 is below {PLATEAU_SHARE:.0%} of the input-blind L1, per seed. The reconstruction "
                  "L1 after training is measured on every image, for both losses.")
