@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -185,9 +184,9 @@ def _copy_recipe_records(preset: str, results: Path) -> None:
     from vitsom.config import make_config
     dest = results / "paper" / preset
     dest.mkdir(parents=True)
-    recipe = make_config(preset, "paper")
     for f in (REPO_ROOT / "results" / "paper" / preset).glob("*.json"):
-        if json.loads(f.read_text())["config"]["som"] == asdict(recipe.som):
+        rec = json.loads(f.read_text())
+        if rec["key"] == make_config(preset, "paper", rec["seed"]).key():     # the recipe, seed as recorded
             shutil.copy(f, dest / f.name)
 
 
