@@ -277,8 +277,8 @@ display(Markdown("The paper's parameter counts are for MNIST-size input; ours ar
 # nothing about its input, and a SOM on its code has little to cluster. The row "DESOM, MSE
 # reconstruction" tests whether the L1 loss is to blame: the original DESOM's squared error instead,
 # everything else unchanged. The two rows with 10,000 steps (USPS, paper profile only) test training
-# length: the original DESOM trains 10,000 steps of batch 256 on every dataset, which on USPS is 278
-# epochs where the authors' recipe trains 60 (2,160 steps).
+# length: the original DESOM's README trains 10,000 steps of batch 256, which on USPS is 278 epochs
+# where the authors' recipe trains 60 (2,160 steps).
 
 # %% tags=["hide-input"]
 from scipy.stats import spearmanr  # noqa: E402

@@ -87,9 +87,10 @@ DESOM_K = "DESOM, γ×K (SOM loss summed over units, as the original DESOM)"
 # which DESOM's autoencoder can stall for tens of epochs at a reconstruction that barely depends on
 # the input (the clustering page shows the curves).
 DESOM_MSE = "DESOM, MSE reconstruction (as the original DESOM)"
-# ... and its length: the original DESOM trains 10,000 iterations of batch 256 on every dataset (its
-# README), the authors' recipe 60 epochs. On MNIST and Fashion-MNIST 60 epochs are more images than
-# that; on USPS (36 steps an epoch at batch 256) they are 2,160 steps, and the curves are still falling.
+# ... and its length: the original DESOM's README trains 10,000 iterations of batch 256 (its MNIST
+# example, with the default arguments), the authors' recipe 60 epochs. On MNIST and Fashion-MNIST
+# 60 epochs are more images than that; on USPS (36 steps an epoch at batch 256) they are 2,160 steps,
+# and the curves are still falling.
 ORIGINAL_DESOM_STEPS = 10_000
 USPS_IMAGES = 9_298          # train (7,291) + test (2,007): the clustering split "all"
 DESOM_LONG = "DESOM, 10,000 steps (the original DESOM's length)"
