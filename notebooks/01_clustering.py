@@ -267,7 +267,7 @@ display(Markdown("The paper's parameter counts are for MNIST-size input; ours ar
                     "prototypes (units × patch tokens × width)." if not vit_rows.empty else "")))
 
 # %% [markdown]
-# ## Why our DESOM trails the paper's: its autoencoder stalls
+# ## Why our DESOM trails the paper's: its loss on MNIST, its length on USPS
 #
 # Our DESOM follows the authors' re-implementation (L1 reconstruction, a Manhattan SOM on a 10-d code,
 # no pre-training, 60 epochs) and scores below the paper's DESOM row on MNIST and USPS, while it
@@ -290,7 +290,7 @@ L1_ROWS = {E.DESOM: "", E.DESOM_LONG: ", 10,000 steps"}     # the rows whose tra
 PLATEAU_SHARE = 0.9          # "has left the plateau": L1 below this share of the input-blind error
 desom_profile, desom_outcomes = plan.profile, outcomes
 if plan.profile != "paper":  # the full recipe's records if there are any, else this build's own
-    full_plan, full_outcomes = B.full_recipe_outcomes("01_clustering", plan)
+    _, full_outcomes = B.full_recipe_outcomes("01_clustering", plan)
     if any(o.record is not None and o.run.model == E.DESOM for o in full_outcomes):
         desom_profile, desom_outcomes = "paper", full_outcomes
 desom_done = [o for o in desom_outcomes if o.record is not None and o.run.model in DESOM_ROWS]
