@@ -81,17 +81,37 @@ METRICS = [("purity", "purity"), ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=
            ("topographic_error", "TE"), ("quantization_error", "QE (own metric)"), ("recon_l1", "recon L1"),
            ("units_used", "units used"), ("latent_cosine", "mean cos(z, z′)"),
            ("time_per_epoch_s", "train time / epoch (s)")]
-if not df.empty:
-    df["som_input"] = df["som_input"].map(E.SOM_INPUTS)
-    df["distance / SOM input"] = [d if i == E.SOM_INPUTS["patches"] else f"{d}\n{i}"
-                                  for d, i in zip(df["distance"], df["som_input"])]
-rows = []
-for (ds, dist, inp), g in (df.groupby(["dataset", "distance", "som_input"], sort=False) if not df.empty else []):
-    row = {"dataset": E.DATASET_NAMES[ds], "distance": dist, "SOM input": inp,
-           "status": ", ".join(sorted(set(g["status"])))}
-    rows.append(row | B.metric_cells(g, METRICS))
+BY = ["dataset", "distance", "som_input"]
+
+
+def label_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Readable SOM-input names, and the figure's bar label (distance, plus the input if not patches)."""
+    if not frame.empty:
+        frame["som_input"] = frame["som_input"].map(E.SOM_INPUTS)
+        frame["distance / SOM input"] = [d if i == E.SOM_INPUTS["patches"] else f"{d}\n{i}"
+                                         for d, i in zip(frame["distance"], frame["som_input"])]
+    return frame
+
+
+def ablation_row(key, g) -> dict:
+    ds, dist, inp = key
+    return {"dataset": E.DATASET_NAMES[ds], "distance": dist, "SOM input": inp} | B.metric_cells(g, METRICS)
+
+
+df = label_inputs(df)
+rows = [ablation_row(k, g) | {"status": ", ".join(sorted(set(g["status"])))}
+        for k, g in (df.groupby(BY, sort=False) if not df.empty else [])]
 B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric and SOM input ablation (ours only; "
              "the paper reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
+
+# %% tags=["hide-input"]
+# In a build of another profile: the ablation's runs at the full recipe (paper profile) that have a record.
+full_df = label_inputs(B.full_recipe_frame("03_ablation_distance", plan))
+full_rows = [ablation_row(k, g) | {"seeds": f"{len(g)} of {n}"} for k, g, n in B.recorded_groups(full_df, BY)]
+if full_rows:
+    full_have = full_df[full_df["status"] == "existing"]
+    B.show_table(pd.DataFrame(full_rows), "tbl-ablation-distance-paper-profile", "The same ablation at the full "
+                 "recipe so far (paper profile, 500 epochs)", note=B.full_recipe_note(full_have, plan.profile))
 
 # %% tags=["hide-input"]
 # A map whose every image has the same BMU has collapsed: purity is then the largest class's share.

@@ -76,15 +76,31 @@ METRICS = [("purity", "purity"), ("chance_purity", "chance purity"), ("purity_ab
            ("nmi", "NMI"), ("kmeans_acc", "k-means ACC (k=10)"),
            ("quantization_error", "QE"), ("topographic_error", "TE"), ("params_total_M", "# params (M)"),
            ("time_per_epoch_s", "train time / epoch (s)"), ("inference_time_s", "inference (s)")]
-rows = []
-for (ds, grid), g in (df.groupby(["dataset", "grid"], sort=False) if not df.empty else []):
+BY = ["dataset", "grid"]
+
+
+def grid_row(key, g) -> dict:
+    ds, grid = key
     row = {"dataset": E.DATASET_NAMES[ds], "map": f"{grid}×{grid}", "units": grid * grid}
     row |= B.metric_cells(g, METRICS)
     paper = R.reported("clustering", f"ViT-SOM ({grid}×{grid})", ds)
     row["purity: paper"] = B.fmt_reported(paper.value, paper.std) if paper else "not in the paper"
-    rows.append(row)
+    return row
+
+
+rows = [grid_row(k, g) for k, g in (df.groupby(BY, sort=False) if not df.empty else [])]
 B.show_table(pd.DataFrame(rows), "tbl-ablation-grid", "Map size ablation (ours; paper purity where it has one)",
              note=PROV + ". " + B.missing_note(outcomes))
+
+# %% tags=["hide-input"]
+# In a build of another profile: the map sizes at the full recipe (paper profile) that have a record.
+full_df = B.full_recipe_frame("04_ablation_grid", plan)
+full_rows = [grid_row(k, g) | {"seeds": f"{len(g)} of {n}"} for k, g, n in B.recorded_groups(full_df, BY)]
+if full_rows:
+    full_have = full_df[full_df["status"] == "existing"]
+    B.show_table(pd.DataFrame(full_rows), "tbl-ablation-grid-paper-profile", "Map sizes at the full recipe so far "
+                 "(paper profile, 500 epochs)", note=B.full_recipe_note(full_have, plan.profile)
+                 + " Times are comparable only between runs of the same machine and thread count.")
 
 # %% tags=["hide-input"]
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df

@@ -89,15 +89,33 @@ METRICS = [("purity", "purity"), ("nmi", "NMI"), ("recon_l1", "recon L1 (eval)")
            ("topographic_error", "TE"), ("units_used", "units used"),
            ("som_grad_ratio", "SOM pull on encoder"), ("proto_grad_over_eps", "prototype grad / ε")]
 SCIENTIFIC = ("som_grad_ratio", "proto_grad_over_eps")     # diagnostics (vitsom.diagnostics): one mean, 1 digit
+BY = ["dataset", "gamma", "warmup", "eps"]
 if not df.empty and "eps" not in df.columns:
     df["eps"] = E.DEFAULT_EPS
-rows = []
-for (ds, g_, warm, eps), g in (df.groupby(["dataset", "gamma", "warmup", "eps"], sort=False) if not df.empty else []):
-    row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "—" if g_ == 0 else "yes" if warm else "no", "Adam ε": f"{eps:.0e}",
-           "status": ", ".join(sorted(set(g["status"])))}
-    rows.append(row | B.metric_cells(g, METRICS, digits=4, scientific=SCIENTIFIC))
+
+
+def gamma_row(key, g) -> dict:
+    ds, g_, warm, eps = key
+    row = {"dataset": E.DATASET_NAMES[ds], "γ": g_, "warm-up": "—" if g_ == 0 else "yes" if warm else "no",
+           "Adam ε": f"{eps:.0e}"}
+    return row | B.metric_cells(g, METRICS, digits=4, scientific=SCIENTIFIC)
+
+
+rows = [gamma_row(k, g) | {"status": ", ".join(sorted(set(g["status"])))}
+        for k, g in (df.groupby(BY, sort=False) if not df.empty else [])]
 B.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε ablation (ours only; the paper "
              "reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))
+
+# %% tags=["hide-input"]
+# In a build of another profile: the γ settings at the full recipe (paper profile) that have a record.
+full_df = B.full_recipe_frame("05_ablation_gamma", plan)
+if not full_df.empty and "eps" not in full_df.columns:
+    full_df["eps"] = E.DEFAULT_EPS
+full_rows = [gamma_row(k, g) | {"seeds": f"{len(g)} of {n}"} for k, g, n in B.recorded_groups(full_df, BY)]
+if full_rows:
+    full_have = full_df[full_df["status"] == "existing"]
+    B.show_table(pd.DataFrame(full_rows), "tbl-ablation-gamma-paper-profile", "The same ablation at the full recipe "
+                 "so far (paper profile, 500 epochs)", note=B.full_recipe_note(full_have, plan.profile))
 
 # %% tags=["hide-input"]
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df

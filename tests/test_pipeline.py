@@ -250,6 +250,29 @@ def test_pages_of_other_builds_read_the_paper_profile_records_without_training(t
     assert B.full_recipe_frame("01_clustering", E.Plan.make("smoke", results=tmp_path / "other")).empty
 
 
+def test_ablation_pages_of_other_builds_group_the_paper_profile_records_they_have(tmp_path):
+    """The ablation pages' full-recipe tables: one row per setting with a record, its records only,
+    and how many of the setting's planned runs they are; settings without a record are left out."""
+    for preset in ("usps-clustering", "usps-clustering-24x24"):
+        _copy_recipe_records(preset, tmp_path / "results")
+    plan = E.Plan.make("smoke", results=tmp_path / "results", data_root=tmp_path / "nodata")
+    grid = B.full_recipe_frame("04_ablation_grid", plan)
+    assert {16, 32, 8} <= set(grid["grid"])                           # planned, without a record
+    groups = {key: (got, n) for key, got, n in B.recorded_groups(grid, ["dataset", "grid"])}
+    assert set(groups) == {("usps", 24), ("usps", 40)}
+    for (ds, side), (got, n) in groups.items():
+        assert n == 5 and sorted(got["seed"]) == [0, 1, 2, 3, 4] and (got["status"] == "existing").all()
+        preset = "usps-clustering" if side == 40 else "usps-clustering-24x24"
+        vals = [json.loads(f.read_text())["metrics"]["purity"]
+                for f in (tmp_path / "results" / "paper" / preset).glob("*.json")]
+        assert sorted(got["purity"]) == sorted(vals)
+    dist = B.full_recipe_frame("03_ablation_distance", plan)
+    assert [k for k, _, _ in B.recorded_groups(dist, ["dataset", "distance", "som_input"])] == [
+        ("usps", "cosine", "patches")]
+    assert list(B.recorded_groups(dist.iloc[0:0], ["dataset"])) == []
+    assert "The table above stays the smoke profile's" in B.full_recipe_note(dist[dist["status"] == "existing"], "smoke")
+
+
 def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
     monkeypatch.setenv("VITSOM_RUNS", str(tmp_path / "runs"))
     plan = E.Plan.make("smoke", results=tmp_path / "results")

@@ -285,6 +285,26 @@ def full_recipe_frame(notebook: str, plan: Plan):
     return df
 
 
+def recorded_groups(frame, by: Sequence[str]):
+    """The groups of ``frame`` (planned runs, one row per seed) that have at least one record, in
+    order: yields ``(key, the group's recorded rows, the group's number of planned runs)``."""
+    if frame is None or frame.empty:
+        return
+    for key, g in frame.groupby(list(by), sort=False):
+        got = g[g["status"].isin(["existing", "trained"])]
+        if len(got):
+            yield key, got, len(g)
+
+
+def full_recipe_note(full_have, profile: str) -> str:
+    """The note under a page's table of full-recipe (paper-profile) records in another build."""
+    return (provenance(full_have) + ". Each run here trains the row's recipe at full length on the full data "
+            "(the paper profile). These runs are made a few at a time, on a GPU when one is lent and otherwise on "
+            "the CPU, so a row averages the seeds that have a record (the seeds column says how many of the paper "
+            f"profile's runs that is) and rows without any record are left out. The table above stays the {profile} "
+            "profile's.")
+
+
 def show_outcomes(outcomes: Sequence[Outcome]) -> None:
     """The run list of a notebook: what exists, what was trained, what could not run and why."""
     import pandas as pd
