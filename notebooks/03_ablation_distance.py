@@ -116,63 +116,77 @@ if full_rows:
 # %% tags=["hide-input"]
 # A map whose every image has the same BMU has collapsed: purity is then the largest class's share.
 # Say so, with the numbers of the runs shown above, rather than leave a bare 0.17 in the table.
-have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
 # (The explanation is about the non-normalised distances; a CLS-token map is discussed below.)
 NEAR_COLLAPSE_UNITS = 10     # of 1,600 (64 in smoke): a handful of units sort every image
-on_patches = df[df["som_input"] == E.SOM_INPUTS["patches"]] if not df.empty else df
-for (ds, dist), g in B.collapsed(on_patches, ["dataset", "distance"], max_units=NEAR_COLLAPSE_UNITS):
-    full = g["units_used"].max() <= 2
-    text = (f"**{dist.capitalize()} on {E.DATASET_NAMES[ds]}: the map {'collapsed' if full else 'nearly collapsed'}.** "
-            f"In all {len(g)} run(s), every image ends on {B.units_phrase(g['units_used'].max())} (purity "
-            f"{B.fmt(*B.mean_std(g['purity'].tolist()))}, NMI {B.fmt(*B.mean_std(g['nmi'].tolist()))}).")
-    start = ("the prototypes start uniform in [0, 1)ᴰ and are not normalised for this distance, so one of them "
-             "starts nearest to the whole cloud of latents and becomes every image's BMU at first. The "
-             "neighbourhood weights of every image then centre on that one unit, so every prototype is pulled "
-             "toward the same weighted centre of the batch")
-    checked = ("(Checked on one quick USPS run with the Euclidean distance: the winning prototype sat at the "
-               "centre of the latents, every other one far outside the cloud.)")
-    if dist != "cosine" and full:
-        text += (f" What we think happens: {start}, none moves into the cloud ahead of the winner, and no second "
-                 f"unit ever wins an image. {checked} Cosine distance with normalised prototypes leaves this start "
-                 "under today's recipe, but not always: with too small prototype steps it can stay there too (see "
-                 "the clustering page's v1-era rows, γ = 0.0005).")
-    elif dist != "cosine":
-        text += (f" What we think happens is the collapse of a non-normalised start, only less complete: {start}, "
-                 f"and only a few units break away from the winner. {checked} We have not checked where this "
-                 "distance's prototypes sit.")
-    display(Markdown(text))
 
-# %% tags=["hide-input"]
-# The CLS token alone: report what the runs show (units in use, purity beside the patch-token row).
-for ds in (have["dataset"].unique() if not have.empty else []):
-    cls = have[(have["dataset"] == ds) & (have["som_input"] == E.SOM_INPUTS["cls"])]
-    pat = have[(have["dataset"] == ds) & (have["som_input"] == E.SOM_INPUTS["patches"])
-               & (have["distance"] == "cosine")]
-    if cls.empty:
-        continue
-    text = (f"**The CLS token alone on {E.DATASET_NAMES[ds]}:** purity {B.fmt(*B.mean_std(cls['purity'].tolist()))} "
-            f"with {B.fmt(*B.mean_std(cls['units_used'].tolist()), digits=0)} units in use over {len(cls)} run(s)")
-    if not pat.empty:
-        text += (f", against {B.fmt(*B.mean_std(pat['purity'].tolist()))} and "
-                 f"{B.fmt(*B.mean_std(pat['units_used'].tolist()), digits=0)} units on the patch tokens")
-    text += "."
-    worse = not pat.empty and cls["purity"].mean() < pat["purity"].mean() - 0.05
-    if worse:   # the explanation below is for a CLS map clearly worse than the patch-token map
-        text += (" What we think happens: in this autoencoder nothing asks the CLS token to describe the image. "
-                 "The decoder reconstructs the patch tokens (it reads the CLS token only through attention), and "
-                 "the SOM's pull on the encoder is too weak to shape it")
-        if "som_grad_ratio" in cls.columns and cls["som_grad_ratio"].notna().any():
-            text += (f" (its gradient on the encoder is {cls['som_grad_ratio'].median():.1e} of the reconstruction "
-                     "gradient's, median over seeds, "
-                     "at the end of training: the records' SOM-gradient diagnostic)")
-        text += ". So the CLS token ends up almost the same for every image, and the map has next to nothing to sort"
-        measured = "latent_cosine" in have.columns
-        if measured and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():
-            text += (f": the mean cosine between two images' CLS tokens is {cls['latent_cosine'].mean():.3f}, against "
-                     f"{pat['latent_cosine'].mean():.3f} between their flattened patch tokens (the table's "
-                     "mean cos(z, z′) column, measured on one training batch of the trained model)")
-        text += (". In the classification model the head reads the CLS token, so there it does carry the class.")
-    display(Markdown(text))
+
+def explain_collapses(frame: pd.DataFrame, where: str = "") -> None:
+    """One paragraph per (dataset, distance) whose patch-token map (nearly) collapsed in every run."""
+    on_patches = frame[frame["som_input"] == E.SOM_INPUTS["patches"]] if not frame.empty else frame
+    for (ds, dist), g in B.collapsed(on_patches, ["dataset", "distance"], max_units=NEAR_COLLAPSE_UNITS):
+        full = g["units_used"].max() <= 2
+        text = (f"**{dist.capitalize()} on {E.DATASET_NAMES[ds]}{where}: the map "
+                f"{'collapsed' if full else 'nearly collapsed'}.** In all {len(g)} run(s) ({int(g['epochs'].max())} "
+                f"epochs), every image ends on {B.units_phrase(g['units_used'].max())} (purity "
+                f"{B.fmt(*B.mean_std(g['purity'].tolist()))}, NMI {B.fmt(*B.mean_std(g['nmi'].tolist()))}).")
+        start = ("the prototypes start uniform in [0, 1)ᴰ and are not normalised for this distance, so one of them "
+                 "starts nearest to the whole cloud of latents and becomes every image's BMU at first. The "
+                 "neighbourhood weights of every image then centre on that one unit, so every prototype is pulled "
+                 "toward the same weighted centre of the batch")
+        checked = ("(Checked on one quick USPS run with the Euclidean distance: the winning prototype sat at the "
+                   "centre of the latents, every other one far outside the cloud.)")
+        if dist != "cosine" and full:
+            text += (f" What we think happens: {start}, none moves into the cloud ahead of the winner, and no second "
+                     f"unit ever wins an image. {checked} Cosine distance with normalised prototypes leaves this start "
+                     "under today's recipe, but not always: with too small prototype steps it can stay there too (see "
+                     "the clustering page's v1-era rows, γ = 0.0005).")
+        elif dist != "cosine":
+            text += (f" What we think happens is the collapse of a non-normalised start, only less complete: {start}, "
+                     f"and only a few units break away from the winner. {checked} We have not checked where this "
+                     "distance's prototypes sit.")
+        display(Markdown(text))
+
+
+def explain_cls(have: pd.DataFrame, where: str = "") -> None:
+    """The CLS token alone: what the runs show (units in use, purity beside the patch-token row)."""
+    for ds in (have["dataset"].unique() if not have.empty else []):
+        cls = have[(have["dataset"] == ds) & (have["som_input"] == E.SOM_INPUTS["cls"])]
+        pat = have[(have["dataset"] == ds) & (have["som_input"] == E.SOM_INPUTS["patches"])
+                   & (have["distance"] == "cosine")]
+        if cls.empty:
+            continue
+        text = (f"**The CLS token alone on {E.DATASET_NAMES[ds]}{where}:** purity "
+                f"{B.fmt(*B.mean_std(cls['purity'].tolist()))} with "
+                f"{B.fmt(*B.mean_std(cls['units_used'].tolist()), digits=0)} units in use over {len(cls)} run(s)")
+        if not pat.empty:
+            text += (f", against {B.fmt(*B.mean_std(pat['purity'].tolist()))} and "
+                     f"{B.fmt(*B.mean_std(pat['units_used'].tolist()), digits=0)} units on the patch tokens")
+        text += "."
+        worse = not pat.empty and cls["purity"].mean() < pat["purity"].mean() - 0.05
+        if worse:   # the explanation below is for a CLS map clearly worse than the patch-token map
+            text += (" What we think happens: in this autoencoder nothing asks the CLS token to describe the image. "
+                     "The decoder reconstructs the patch tokens (it reads the CLS token only through attention), and "
+                     "the SOM's pull on the encoder is too weak to shape it")
+            if "som_grad_ratio" in cls.columns and cls["som_grad_ratio"].notna().any():
+                text += (f" (its gradient on the encoder is {cls['som_grad_ratio'].median():.1e} of the "
+                         "reconstruction gradient's, median over seeds, "
+                         "at the end of training: the records' SOM-gradient diagnostic)")
+            text += ". So the CLS token ends up almost the same for every image, and the map has next to nothing to sort"
+            measured = "latent_cosine" in have.columns
+            if measured and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():
+                text += (f": the mean cosine between two images' CLS tokens is {cls['latent_cosine'].mean():.3f}, "
+                         f"against {pat['latent_cosine'].mean():.3f} between their flattened patch tokens (the "
+                         "table's mean cos(z, z′) column, measured on one training batch of the trained model)")
+            text += (". In the classification model the head reads the CLS token, so there it does carry the class.")
+        display(Markdown(text))
+
+
+have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
+explain_collapses(df)
+explain_cls(have)
+if full_rows:      # the same, for the full-recipe runs shown in their own table above
+    explain_collapses(full_df, " at the full recipe")
+    explain_cls(full_have, " at the full recipe")
 
 # %% tags=["hide-input"]
 if not have.empty:
