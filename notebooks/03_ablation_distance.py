@@ -120,8 +120,9 @@ if full_rows:
 NEAR_COLLAPSE_UNITS = 10     # of 1,600 (64 in smoke): a handful of units sort every image
 
 
-def explain_collapses(frame: pd.DataFrame, where: str = "") -> None:
-    """One paragraph per (dataset, distance) whose patch-token map (nearly) collapsed in every run."""
+def explain_collapses(frame: pd.DataFrame, where: str = "", longer: pd.DataFrame | None = None) -> None:
+    """One paragraph per (dataset, distance) whose patch-token map (nearly) collapsed in every run;
+    ``longer``: the full-recipe records, to say whether the same map still collapses at 500 epochs."""
     on_patches = frame[frame["som_input"] == E.SOM_INPUTS["patches"]] if not frame.empty else frame
     for (ds, dist), g in B.collapsed(on_patches, ["dataset", "distance"], max_units=NEAR_COLLAPSE_UNITS):
         full = g["units_used"].max() <= 2
@@ -144,6 +145,21 @@ def explain_collapses(frame: pd.DataFrame, where: str = "") -> None:
             text += (f" What we think happens is the collapse of a non-normalised start, only less complete: {start}, "
                      f"and only a few units break away from the winner. {checked} We have not checked where this "
                      "distance's prototypes sit.")
+        later = longer[(longer["dataset"] == ds) & (longer["distance"] == dist)
+                       & (longer["som_input"] == E.SOM_INPUTS["patches"])] if longer is not None and not longer.empty \
+            else pd.DataFrame()
+        if not later.empty and later["units_used"].min() > NEAR_COLLAPSE_UNITS:
+            text += (f" **At the full recipe the map does not stay collapsed:** trained {int(later['epochs'].max())} "
+                     f"epochs, it uses {B.fmt(*B.mean_std(later['units_used'].tolist()), digits=0)} units (purity "
+                     f"{B.fmt(*B.mean_std(later['purity'].tolist()))}, {len(later)} run(s); the table of full-recipe "
+                     "runs above). So the collapse is one of the short runs (their schedules for the temperature "
+                     "and γ are compressed into 10 epochs), not of the distance as such.")
+            cos = longer[(longer["dataset"] == ds) & (longer["distance"] == "cosine")
+                         & (longer["som_input"] == E.SOM_INPUTS["patches"])]
+            if not cos.empty:
+                text += (f" It still uses far fewer units than the cosine map at the same length "
+                         f"({B.fmt(*B.mean_std(cos['units_used'].tolist()), digits=0)} units, purity "
+                         f"{B.fmt(*B.mean_std(cos['purity'].tolist()))}).")
         display(Markdown(text))
 
 
@@ -182,7 +198,7 @@ def explain_cls(have: pd.DataFrame, where: str = "") -> None:
 
 
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
-explain_collapses(df)
+explain_collapses(df, longer=full_have if full_rows else None)
 explain_cls(have)
 if full_rows:      # the same, for the full-recipe runs shown in their own table above
     explain_collapses(full_df, " at the full recipe")

@@ -29,6 +29,12 @@ TABLES = {
     "06_efficiency": ["tbl-runs", "tbl-efficiency-ours", "tbl-efficiency-paper"],
     "07_figures": ["tbl-runs"],
 }
+FULL_RECIPE_TABLES = {       # a smoke build's tables of the paper-profile records that exist
+    "01_clustering": "tbl-clustering-purity-paper-profile",
+    "03_ablation_distance": "tbl-ablation-distance-paper-profile",
+    "04_ablation_grid": "tbl-ablation-grid-paper-profile",
+    "05_ablation_gamma": "tbl-ablation-gamma-paper-profile",
+}
 FIGURES = {
     "01_clustering": ["fig-desom-curves", "fig-clustering-length"],
     "03_ablation_distance": ["fig-ablation-distance"],
@@ -536,6 +542,8 @@ def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
     env = dict(os.environ, VITSOM_DATA=str(usps_root), VITSOM_RESULTS=str(tmp_path / "results"),
                VITSOM_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO_ROOT))
     build = tmp_path / "book"
+    for preset in ("usps-clustering", "usps-clustering-24x24"):    # full-recipe records: their own tables
+        _copy_recipe_records(preset, tmp_path / "results")
     p = subprocess.run([sys.executable, "-m", "vitsom.pipeline", "--profile", "smoke", "--datasets", "usps",
                         "--seeds", "0", "--set", "train.max_train_samples=128", "--build-dir", str(build)],
                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -556,6 +564,9 @@ def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
             img = _img_after(html, f, page)
             assert img is not None and img.exists() and img.stat().st_size > 2000, (name, f, img)
         assert "Traceback" not in html and "s/epoch" not in html, name
+        if name in FULL_RECIPE_TABLES:
+            assert f'data-vitsom-table="{FULL_RECIPE_TABLES[name]}"' in html, name
+            assert "5 of 5" in html or name == "01_clustering", name
     status = (html_dir / "executed" / "status.html").read_text()
     for title in R.SECTION_TITLES.values():
         assert title.split(" (")[0] in status, title
