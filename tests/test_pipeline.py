@@ -29,7 +29,7 @@ TABLES = {
     "06_efficiency": ["tbl-runs", "tbl-efficiency-ours", "tbl-efficiency-paper"],
     "07_figures": ["tbl-runs"],
 }
-FULL_RECIPE_TABLES = {       # a smoke build's tables of the paper-profile records that exist
+FULL_RECIPE_TABLES = {       # a smoke/quick build's tables of the paper-profile records that exist
     "01_clustering": "tbl-clustering-purity-paper-profile",
     "03_ablation_distance": "tbl-ablation-distance-paper-profile",
     "04_ablation_grid": "tbl-ablation-grid-paper-profile",
@@ -277,6 +277,27 @@ def test_ablation_pages_of_other_builds_group_the_paper_profile_records_they_hav
         ("usps", "cosine", "patches")]
     assert list(B.recorded_groups(dist.iloc[0:0], ["dataset"])) == []
     assert "The table above stays the smoke profile's" in B.full_recipe_note(dist[dist["status"] == "existing"], "smoke")
+
+
+def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
+    """Executed with paper-profile records present and no smoke records (nothing trained): each page
+    shows its table of full-recipe runs, with the seeds each row averages."""
+    for preset in ("usps-clustering", "usps-clustering-24x24"):
+        _copy_recipe_records(preset, tmp_path / "results")
+    env = dict(os.environ, VITSOM_DATA=str(tmp_path / "nodata"), VITSOM_RESULTS=str(tmp_path / "results"),
+               VITSOM_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO_ROOT))
+    build = tmp_path / "book"
+    p = subprocess.run([sys.executable, "-m", "vitsom.pipeline", "--profile", "smoke", "--datasets", "usps",
+                        "--book-only", "--no-book", "--build-dir", str(build), "--notebooks", *FULL_RECIPE_TABLES],
+                       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    for name, table in FULL_RECIPE_TABLES.items():
+        nb = json.loads((build / "executed" / f"{name}.ipynb").read_text())
+        html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in nb["cells"] for o in c.get("outputs", []))
+        assert f'data-vitsom-table="{table}"' in html, name
+        assert "5 of 5" in html or name == "01_clustering", name       # the seeds column of the ablation pages
+        assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])), name
+    assert not (tmp_path / "results" / "smoke").exists()                   # nothing was trained
 
 
 def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
@@ -542,8 +563,6 @@ def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
     env = dict(os.environ, VITSOM_DATA=str(usps_root), VITSOM_RESULTS=str(tmp_path / "results"),
                VITSOM_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO_ROOT))
     build = tmp_path / "book"
-    for preset in ("usps-clustering", "usps-clustering-24x24"):    # full-recipe records: their own tables
-        _copy_recipe_records(preset, tmp_path / "results")
     p = subprocess.run([sys.executable, "-m", "vitsom.pipeline", "--profile", "smoke", "--datasets", "usps",
                         "--seeds", "0", "--set", "train.max_train_samples=128", "--build-dir", str(build)],
                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -564,9 +583,6 @@ def test_smoke_pipeline_builds_the_book(usps_root, tmp_path):
             img = _img_after(html, f, page)
             assert img is not None and img.exists() and img.stat().st_size > 2000, (name, f, img)
         assert "Traceback" not in html and "s/epoch" not in html, name
-        if name in FULL_RECIPE_TABLES:
-            assert f'data-vitsom-table="{FULL_RECIPE_TABLES[name]}"' in html, name
-            assert "5 of 5" in html or name == "01_clustering", name
     status = (html_dir / "executed" / "status.html").read_text()
     for title in R.SECTION_TITLES.values():
         assert title.split(" (")[0] in status, title
