@@ -171,9 +171,13 @@ def explain_cls(have: pd.DataFrame, where: str = "") -> None:
                    & (have["distance"] == "cosine")]
         if cls.empty:
             continue
+        units = B.fmt(*B.mean_std(cls['units_used'].tolist()), digits=0)
         text = (f"**The CLS token alone on {E.DATASET_NAMES[ds]}{where}:** purity "
-                f"{B.fmt(*B.mean_std(cls['purity'].tolist()))} with "
-                f"{B.fmt(*B.mean_std(cls['units_used'].tolist()), digits=0)} units in use over {len(cls)} run(s)")
+                f"{B.fmt(*B.mean_std(cls['purity'].tolist()))} with {units} unit{'' if units == '1' else 's'} in use "
+                f"over {len(cls)} run(s)")
+        if cls["units_used"].max() <= 2:
+            text += (" (the map collapsed: every image on " + B.units_phrase(cls["units_used"].max()) + ", so purity is "
+                     "the largest class's share)")
         if not pat.empty:
             text += (f", against {B.fmt(*B.mean_std(pat['purity'].tolist()))} and "
                      f"{B.fmt(*B.mean_std(pat['units_used'].tolist()), digits=0)} units on the patch tokens")
@@ -190,7 +194,8 @@ def explain_cls(have: pd.DataFrame, where: str = "") -> None:
             text += ". So the CLS token ends up almost the same for every image, and the map has next to nothing to sort"
             measured = "latent_cosine" in have.columns
             if measured and cls["latent_cosine"].notna().any() and pat["latent_cosine"].notna().any():
-                text += (f": the mean cosine between two images' CLS tokens is {cls['latent_cosine'].mean():.3f}, "
+                c = cls["latent_cosine"].mean()
+                text += (f": the mean cosine between two images' CLS tokens is {c:.{5 if c > 0.999 else 3}f}, "
                          f"against {pat['latent_cosine'].mean():.3f} between their flattened patch tokens (the "
                          "table's mean cos(z, z′) column, measured on one training batch of the trained model)")
             text += (". In the classification model the head reads the CLS token, so there it does carry the class.")
