@@ -201,6 +201,14 @@ for (model, ds), g in collapsed_maps:
                      "constant γ the SOM loss acts from the first step, while the neighbourhood (T = 24 on a 24-unit "
                      "side) is nearly as wide as the map: every prototype is pulled towards nearly every latent and they "
                      "move together. The warm-up keeps γ near 0 until T has narrowed.")
+    later = full_have[(full_have["model"] == model) & (full_have["dataset"] == ds)] if not full_have.empty \
+        else full_have
+    if not later.empty and later["units_used"].min() > 2:     # the same recipe at full length did not collapse
+        text += (f" **At full length the map does not stay collapsed:** trained {int(later['epochs'].max())} epochs "
+                 f"(the paper profile), it uses {B.fmt(*B.mean_std(later['units_used'].tolist()), digits=0)} units and "
+                 f"scores {B.fmt(*B.mean_std(later['purity'].tolist()))} ({len(later)} run(s); the table of full-recipe "
+                 "runs above). So this collapse is one of the short runs, whose schedules for the temperature and γ "
+                 "are compressed into their few epochs.")
     display(Markdown(text))
     if v1_grid is not None:
         B.show_table(v1_grid, f"tbl-v1-collapse-{ds}", f"{E.VIT_SOM_24_V1} on {E.DATASET_NAMES[ds]}: γ schedule × "
