@@ -184,15 +184,16 @@ def test_status_table_without_records(tmp_path):
     assert set(st.columns) >= {"paper", "ours", "difference", "seeds", "profile", "device", "note"}
 
 
-def _copy_recipe_records(preset: str, results: Path) -> None:
-    """Copy the committed paper-profile records of ``preset``'s own recipe (no overrides) to ``results``."""
+def _copy_recipe_records(preset: str, results: Path, overridden_too: bool = False) -> None:
+    """Copy the committed paper-profile records of ``preset``'s own recipe (no overrides, unless
+    ``overridden_too``) to ``results``."""
     import shutil
     from vitsom.config import make_config
     dest = results / "paper" / preset
     dest.mkdir(parents=True)
     for f in (REPO_ROOT / "results" / "paper" / preset).glob("*.json"):
         rec = json.loads(f.read_text())
-        if rec["key"] == make_config(preset, "paper", rec["seed"]).key():     # the recipe, seed as recorded
+        if overridden_too or rec["key"] == make_config(preset, "paper", rec["seed"]).key():
             shutil.copy(f, dest / f.name)
 
 
@@ -281,9 +282,13 @@ def test_ablation_pages_of_other_builds_group_the_paper_profile_records_they_hav
 
 def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
     """Executed with paper-profile records present and no smoke records (nothing trained): each page
-    shows its table of full-recipe runs, with the seeds each row averages."""
+    shows its table of full-recipe runs, with the seeds each row averages; the clustering page also
+    crosses the v1-era recipe's γ schedule with Adam's ε at full length."""
     for preset in ("usps-clustering", "usps-clustering-24x24"):
         _copy_recipe_records(preset, tmp_path / "results")
+    _copy_recipe_records("usps-clustering-24x24-v1", tmp_path / "results", overridden_too=True)
+    v1 = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering-24x24-v1").glob("*.json")]
+    v1_plain = sum(not c["som"]["gamma_warmup"] and c["train"]["eps"] == 1e-8 for c in v1)
     env = dict(os.environ, VITSOM_DATA=str(tmp_path / "nodata"), VITSOM_RESULTS=str(tmp_path / "results"),
                VITSOM_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO_ROOT))
     build = tmp_path / "book"
@@ -297,6 +302,10 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
         assert f'data-vitsom-table="{table}"' in html, name
         assert "5 of 5" in html or name == "01_clustering", name       # the seeds column of the ablation pages
         assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])), name
+        if name == "01_clustering":
+            assert 'data-vitsom-table="tbl-v1-full-usps"' in html
+            v1_table = html[html.index('data-vitsom-table="tbl-v1-full-usps"'):]
+            assert f"units, {v1_plain} of 5 seeds)" in v1_table[:v1_table.index("</table>")]
     assert not (tmp_path / "results" / "smoke").exists()                   # nothing was trained
 
 
