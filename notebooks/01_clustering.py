@@ -254,6 +254,9 @@ for ds in E.CLUSTERING_DATASETS:
         text += (" Against the v1-era code's own setting (constant γ, ε = 1e-8, purity "
                  f"{mean_of[base]:.3f}), purity moves by: " + "; ".join(moves) + ". The paper's 24×24 number is "
                  f"{R.reported_cell('clustering', E.VIT_SOM_24, ds)}.")
+        alone = {name: mean_of[key] - mean_of[base] for key, name in list(names.items())[:2] if key in mean_of}
+        if base in mean_of and len(alone) == 2:
+            text += f" Of the two settings alone, {max(alone, key=alone.get).split(' alone')[0]} moves purity more."
     if len(grad_of) > 1:
         text += (" The BMU prototypes' gradient at the end of training, in units of Adam's ε (the records' "
                  "prototype-gradient diagnostic; far below 1, Adam's step shrinks in proportion and the prototypes "
