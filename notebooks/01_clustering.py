@@ -232,7 +232,7 @@ for (model, ds), g in collapsed_maps:
 # The same 2×2 at full length (paper profile): which of the two settings moves the v1-era score.
 v1_full = df if plan.profile == "paper" else full_df
 for ds in E.CLUSTERING_DATASETS:
-    cells, kept, _ = v1_cells(v1_full, ds, count=True)
+    cells, _, _ = v1_cells(v1_full, ds, count=True)
     if sum(len(v) for v in cells.values()) < 2:
         continue
     got = v1_full[v1_full["status"].isin(["existing", "trained"]) & (v1_full["dataset"] == ds)
