@@ -166,17 +166,20 @@ V1_CELLS = {(V1_CONST, "1e-8"): E.VIT_SOM_24_V1, (V1_CONST, "1e-12"): E.VIT_SOM_
             (V1_WARM, "1e-8"): E.VIT_SOM_24_V1_WARMUP, (V1_WARM, "1e-12"): E.VIT_SOM_24_V1_WARMUP_EPS}
 
 
-def v1_cells(frame: pd.DataFrame, ds: str, count: bool = False) -> tuple[dict, list[str], list[float]]:
-    """The v1-era 2×2 on ``ds`` from ``frame``'s records: {schedule: {"Adam ε = …": "purity (units)"}}
-    ("k of n seeds" added if ``count``: ``frame`` then holds every planned run, recorded or not), the
-    settings whose every run kept more than two units, and the runs' latent cosines."""
+def v1_groups(frame: pd.DataFrame, ds: str) -> dict[tuple[str, str], tuple[pd.DataFrame, int]]:
+    """The cells of the v1-era 2×2 on ``ds`` that have records: (schedule, ε) → (their recorded rows,
+    how many runs ``frame`` plans for them)."""
+    by_model = {m: (got, n) for (d, m), got, n in B.recorded_groups(frame, ["dataset", "model"]) if d == ds}
+    return {key: by_model[label] for key, label in V1_CELLS.items() if label in by_model}
+
+
+def v1_cells(groups: dict, count: bool = False) -> tuple[dict, list[str], list[float]]:
+    """The 2×2 table of :func:`v1_groups`' cells: {schedule: {"Adam ε = …": "purity (units)"}} ("k of n
+    seeds" added if ``count``), the settings whose every run kept more than two units, and the runs'
+    latent cosines."""
     cells, kept, cosines = {}, [], []
-    for (sched, eps), label in V1_CELLS.items():
-        planned = frame[(frame["model"] == label) & (frame["dataset"] == ds)] if not frame.empty else frame
-        g = planned[planned["status"].isin(["existing", "trained"])] if not planned.empty else planned
-        if g.empty:
-            continue
-        seeds = f", {len(g)} of {len(planned)} seeds" if count else ""
+    for (sched, eps), (g, planned) in groups.items():
+        seeds = f", {len(g)} of {planned} seeds" if count else ""
         cells.setdefault(sched, {})[f"Adam ε = {eps}"] = (
             f"{B.fmt(*B.mean_std(g['purity'].tolist()))} "
             f"({B.fmt(*B.mean_std(g['units_used'].tolist()), digits=1)} units{seeds})")
@@ -201,7 +204,7 @@ for (model, ds), g in collapsed_maps:
     if model == E.VIT_SOM_24_V1:
         text += (" With γ = 0.0005 the prototypes' gradients sit near or below Adam's ε = 1e-8 (the record's "
                  "prototype-gradient diagnostic), so each step moves them by about lr·g/ε instead of about lr.")
-        cells, kept, cosines = v1_cells(df, ds)
+        cells, kept, cosines = v1_cells(v1_groups(df, ds))
         if len(cells) > 1 or any(len(v) > 1 for v in cells.values()):
             v1_grid = pd.DataFrame.from_dict(cells, orient="index").rename_axis("γ schedule").reset_index()
             text += (" The table below crosses the two settings that decide it, on the same data and seeds: the γ "
@@ -232,18 +235,16 @@ for (model, ds), g in collapsed_maps:
 # The same 2×2 at full length (paper profile): which of the two settings moves the v1-era score.
 v1_full = df if plan.profile == "paper" else full_df
 for ds in E.CLUSTERING_DATASETS:
-    cells, _, _ = v1_cells(v1_full, ds, count=True)
-    if sum(len(v) for v in cells.values()) < 2:
+    groups = v1_groups(v1_full, ds)
+    if len(groups) < 2:
         continue
-    got = v1_full[v1_full["status"].isin(["existing", "trained"]) & (v1_full["dataset"] == ds)
-                  & v1_full["model"].isin(V1_CELLS.values())]
-    mean_of = {key: got.loc[got["model"] == label, "purity"].mean() for key, label in V1_CELLS.items()
-               if (got["model"] == label).any()}
-    grad_of = {key: got.loc[got["model"] == label, "proto_grad_over_eps"].mean() for key, label in V1_CELLS.items()
-               if "proto_grad_over_eps" in got and got.loc[got["model"] == label, "proto_grad_over_eps"].notna().any()}
-    base = (V1_CONST, "1e-8")
-    names = {(V1_CONST, "1e-12"): "Adam's ε at 1e-12 alone", (V1_WARM, "1e-8"): "the γ warm-up alone",
-             (V1_WARM, "1e-12"): "both together"}
+    cells, _, _ = v1_cells(groups, count=True)
+    got = pd.concat([g for g, _ in groups.values()])
+    mean_of = {key: g["purity"].mean() for key, (g, _) in groups.items()}
+    grad_of = {key: g["proto_grad_over_eps"].mean() for key, (g, _) in groups.items()
+               if "proto_grad_over_eps" in g and g["proto_grad_over_eps"].notna().any()}
+    base, alone = (V1_CONST, "1e-8"), {(V1_CONST, "1e-12"): "Adam's ε at 1e-12", (V1_WARM, "1e-8"): "the γ warm-up"}
+    names = {key: f"{name} alone" for key, name in alone.items()} | {(V1_WARM, "1e-12"): "both together"}
     moves = [f"{name} {mean_of[key] - mean_of[base]:+.3f}" for key, name in names.items()
              if base in mean_of and key in mean_of]
     text = (f"**The v1-era recipe at full length on {E.DATASET_NAMES[ds]}: which setting matters.** Trained for "
@@ -254,9 +255,9 @@ for ds in E.CLUSTERING_DATASETS:
         text += (" Against the v1-era code's own setting (constant γ, ε = 1e-8, purity "
                  f"{mean_of[base]:.3f}), purity moves by: " + "; ".join(moves) + ". The paper's 24×24 number is "
                  f"{R.reported_cell('clustering', E.VIT_SOM_24, ds)}.")
-        alone = {name: mean_of[key] - mean_of[base] for key, name in list(names.items())[:2] if key in mean_of}
-        if base in mean_of and len(alone) == 2:
-            text += f" Of the two settings alone, {max(alone, key=alone.get).split(' alone')[0]} moves purity more."
+        if base in mean_of and all(key in mean_of for key in alone):
+            text += (f" Of the two settings alone, {alone[max(alone, key=lambda k: mean_of[k] - mean_of[base])]} "
+                     "moves purity more.")
     if len(grad_of) > 1:
         text += (" The BMU prototypes' gradient at the end of training, in units of Adam's ε (the records' "
                  "prototype-gradient diagnostic; far below 1, Adam's step shrinks in proportion and the prototypes "
