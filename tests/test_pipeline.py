@@ -283,10 +283,14 @@ def test_ablation_pages_of_other_builds_group_the_paper_profile_records_they_hav
 def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
     """Executed with paper-profile records present and no smoke records (nothing trained): each page
     shows its table of full-recipe runs, with the seeds each row averages; the clustering page also
-    crosses the v1-era recipe's γ schedule with Adam's ε at full length."""
-    for preset in ("usps-clustering", "usps-clustering-24x24"):
-        _copy_recipe_records(preset, tmp_path / "results")
+    crosses the v1-era recipe's γ schedule with Adam's ε at full length, and the γ page compares the
+    two ε at the 40×40 recipe."""
+    _copy_recipe_records("usps-clustering", tmp_path / "results", overridden_too=True)   # with the ablations
+    _copy_recipe_records("usps-clustering-24x24", tmp_path / "results")
     _copy_recipe_records("usps-clustering-24x24-v1", tmp_path / "results", overridden_too=True)
+    recipe = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering").glob("*.json")]
+    small_eps = sum(c["train"]["eps"] == 1e-12 and c["som"]["distance"] == "cosine" and c["som"]["gamma"] == 0.005
+                    and c["som"]["som_input"] == "patches" for c in recipe)
     v1 = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering-24x24-v1").glob("*.json")]
     v1_plain = sum(not c["som"]["gamma_warmup"] and c["train"]["eps"] == 1e-8 for c in v1)
     env = dict(os.environ, VITSOM_DATA=str(tmp_path / "nodata"), VITSOM_RESULTS=str(tmp_path / "results"),
@@ -306,6 +310,11 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
             assert 'data-vitsom-table="tbl-v1-full-usps"' in html
             v1_table = html[html.index('data-vitsom-table="tbl-v1-full-usps"'):]
             assert f"units, {v1_plain} of 5 seeds)" in v1_table[:v1_table.index("</table>")]
+        if name == "05_ablation_gamma" and small_eps:
+            md = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"]
+                         for o in c.get("outputs", []))
+            eps_text = md[md.index("Adam's ε at full length (USPS, γ = 0.005, with warm-up)"):]
+            assert f"units, {small_eps} seed" in eps_text and "units, 5 seeds" in eps_text
     assert not (tmp_path / "results" / "smoke").exists()                   # nothing was trained
 
 
