@@ -135,12 +135,17 @@ def eps_summary(g: pd.DataFrame) -> str:
             + (f", BMU prototype gradient {grad.mean():.2g} × ε" if len(grad) else "") + ")")
 
 
+def seed_noise(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """Twice the larger of two cells' purity spreads (population std over their seeds)."""
+    return 2 * max(B.mean_std(a["purity"].tolist())[1], B.mean_std(b["purity"].tolist())[1])
+
+
 full_eps = eps_pairs(df if plan.profile == "paper" else full_df)
 short_eps = eps_pairs(df) if plan.profile != "paper" else {}
 for (ds, g_, warm), by_eps in full_eps.items():
     big, small = by_eps[E.DEFAULT_EPS], by_eps[E.SMALL_EPS]
     diff = small["purity"].mean() - big["purity"].mean()
-    noise = 2 * max(B.mean_std(big["purity"].tolist())[1], B.mean_std(small["purity"].tolist())[1])
+    noise = seed_noise(big, small)
     text = (f"**Adam's ε at full length ({E.DATASET_NAMES[ds]}, γ = {g_:g}, "
             f"{'with' if warm else 'without'} warm-up).** Trained {int(big['epochs'].max())} epochs (the paper "
             f"profile), ε = {E.SMALL_EPS:.0e} scores {eps_summary(small)} against ε = {E.DEFAULT_EPS:.0e}'s "
@@ -151,7 +156,7 @@ for (ds, g_, warm), by_eps in full_eps.items():
     if (ds, g_, warm) in short_eps:
         sb, ss = short_eps[(ds, g_, warm)][E.DEFAULT_EPS], short_eps[(ds, g_, warm)][E.SMALL_EPS]
         short_diff = ss["purity"].mean() - sb["purity"].mean()
-        short_moves = abs(short_diff) > 2 * max(B.mean_std(sb["purity"].tolist())[1], B.mean_std(ss["purity"].tolist())[1])
+        short_moves = abs(short_diff) > seed_noise(sb, ss)
         text += (f" In this build's {plan.profile}-profile runs ({int(sb['epochs'].max())} epochs) the same change "
                  f"moves purity by {short_diff:+.3f} ({sb['purity'].mean():.3f} → {ss['purity'].mean():.3f}; units "
                  f"{sb['units_used'].mean():.0f} → {ss['units_used'].mean():.0f}).")
