@@ -69,6 +69,7 @@ from IPython.display import Markdown, display  # noqa: E402
 
 from vitsom import experiments as E, book as B  # noqa: E402
 from vitsom import plots as P  # noqa: E402
+from vitsom.config import get_preset  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
 
@@ -119,16 +120,34 @@ if full_rows:
 
 
 # %% tags=["hide-input"]
-# Adam's ε at full length: does ε = 1e-12 still change the result once the recipe has run its 500 epochs?
-def eps_pairs(frame: pd.DataFrame) -> dict[tuple, dict[float, pd.DataFrame]]:
-    """(dataset, γ, warm-up) → {Adam ε: recorded rows} for the settings recorded at both ε."""
-    cells: dict[tuple, dict[float, pd.DataFrame]] = {}
-    for (ds, g_, warm, eps), got, _ in B.recorded_groups(frame, BY):
-        cells.setdefault((ds, g_, warm), {})[eps] = got
-    return {k: v for k, v in cells.items() if E.DEFAULT_EPS in v and E.SMALL_EPS in v}
+# Each setting at full length against its reference: a small-ε run against the same γ at the default ε,
+# every other γ / warm-up setting against the recipe. Does what the short runs show last 500 epochs?
+RECIPE_GAMMA = get_preset("usps-clustering").som.gamma     # the γ of every dataset's 40×40 recipe (0.005)
 
 
-def eps_summary(g: pd.DataFrame) -> str:
+def setting_name(g_: float, warm: bool) -> str:
+    return "no SOM loss (γ = 0)" if g_ == 0 else f"γ = {g_:g} {'with' if warm else 'without'} warm-up"
+
+
+def contrasts(frame: pd.DataFrame) -> dict[tuple, tuple[pd.DataFrame, pd.DataFrame]]:
+    """(reference key, changed key) → (reference rows, changed rows), keys as in BY, for every recorded
+    setting whose reference is recorded too: ε = 1e-12 against the same γ and warm-up at the default ε,
+    any other default-ε setting against the recipe (γ = RECIPE_GAMMA with warm-up)."""
+    cells = {key: got for key, got, _ in B.recorded_groups(frame, BY)}
+    out = {}
+    for (ds, g_, warm, eps), got in cells.items():
+        if eps != E.DEFAULT_EPS:
+            ref = (ds, g_, warm, E.DEFAULT_EPS)
+        elif (g_, warm) != (RECIPE_GAMMA, True):
+            ref = (ds, RECIPE_GAMMA, True, E.DEFAULT_EPS)
+        else:
+            continue
+        if ref in cells:
+            out[(ref, (ds, g_, warm, eps))] = (cells[ref], got)
+    return out
+
+
+def cell_summary(g: pd.DataFrame) -> str:
     grad = g["proto_grad_over_eps"].dropna() if "proto_grad_over_eps" in g else pd.Series(dtype=float)
     return (f"{B.fmt(*B.mean_std(g['purity'].tolist()))} ({B.fmt(*B.mean_std(g['units_used'].tolist()), digits=0)} "
             f"units, {len(g)} seed{'s' if len(g) > 1 else ''}"
@@ -140,29 +159,45 @@ def seed_noise(a: pd.DataFrame, b: pd.DataFrame) -> float:
     return 2 * max(B.mean_std(a["purity"].tolist())[1], B.mean_std(b["purity"].tolist())[1])
 
 
-full_eps = eps_pairs(df if plan.profile == "paper" else full_df)
-short_eps = eps_pairs(df) if plan.profile != "paper" else {}
-for (ds, g_, warm), by_eps in full_eps.items():
-    big, small = by_eps[E.DEFAULT_EPS], by_eps[E.SMALL_EPS]
-    diff = small["purity"].mean() - big["purity"].mean()
-    noise = seed_noise(big, small)
-    text = (f"**Adam's ε at full length ({E.DATASET_NAMES[ds]}, γ = {g_:g}, "
-            f"{'with' if warm else 'without'} warm-up).** Trained {int(big['epochs'].max())} epochs (the paper "
-            f"profile), ε = {E.SMALL_EPS:.0e} scores {eps_summary(small)} against ε = {E.DEFAULT_EPS:.0e}'s "
-            f"{eps_summary(big)}: {diff:+.3f}, ")
-    text += ("within twice the larger of the two cells' ± (seed noise)." if abs(diff) <= noise else
-             "more than twice the larger of the two cells' ± (the spread over their seeds).")
-    short_moves = False
-    if (ds, g_, warm) in short_eps:
-        sb, ss = short_eps[(ds, g_, warm)][E.DEFAULT_EPS], short_eps[(ds, g_, warm)][E.SMALL_EPS]
-        short_diff = ss["purity"].mean() - sb["purity"].mean()
-        short_moves = abs(short_diff) > seed_noise(sb, ss)
-        text += (f" In this build's {plan.profile}-profile runs ({int(sb['epochs'].max())} epochs) the same change "
-                 f"moves purity by {short_diff:+.3f} ({sb['purity'].mean():.3f} → {ss['purity'].mean():.3f}; units "
-                 f"{sb['units_used'].mean():.0f} → {ss['units_used'].mean():.0f}).")
-    if abs(diff) <= noise and short_moves:
+full_pairs = contrasts(df if plan.profile == "paper" else full_df)
+short_pairs = contrasts(df) if plan.profile != "paper" else {}
+for pair, (ref, alt) in full_pairs.items():
+    (ds, _, _, _), (_, g_, warm, eps) = pair              # an ε pair shares γ and warm-up with its reference
+    if eps != E.DEFAULT_EPS:
+        title = f"Adam's ε at full length ({E.DATASET_NAMES[ds]}, γ = {g_:g}, {'with' if warm else 'without'} warm-up)"
+        alt_name, ref_name = f"ε = {eps:.0e}", f"ε = {E.DEFAULT_EPS:.0e}'s"
+    else:
+        name = setting_name(g_, warm)
+        title = f"{name[0].upper() if name[0].isascii() else name[0]}{name[1:]} at full length ({E.DATASET_NAMES[ds]})"
+        alt_name, ref_name = setting_name(g_, warm), f"the recipe's (γ = {RECIPE_GAMMA:g} with warm-up)"
+    diff = alt["purity"].mean() - ref["purity"].mean()
+    full_moves = abs(diff) > seed_noise(ref, alt)
+    text = (f"**{title}.** Trained {int(ref['epochs'].max())} epochs (the paper profile), {alt_name} scores "
+            f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.3f}, "
+            + ("more than twice the larger of the two cells' ± (the spread over their seeds)." if full_moves else
+               "within twice the larger of the two cells' ± (seed noise)."))
+    if g_ == 0:
+        text += (" At γ = 0 no gradient reaches the prototypes: they keep their random initial directions, so the "
+                 "map is a fixed random partition of the autoencoder's latent space, and the difference is what "
+                 "training the SOM (and its pull on the encoder) adds.")
+    short_moves, short_diff = False, 0.0
+    if pair in short_pairs:
+        sref, salt = short_pairs[pair]
+        short_diff = salt["purity"].mean() - sref["purity"].mean()
+        short_moves = abs(short_diff) > seed_noise(sref, salt)
+        text += (f" In this build's {plan.profile}-profile runs ({int(sref['epochs'].max())} epochs) the same change "
+                 f"moves purity by {short_diff:+.3f} ({sref['purity'].mean():.3f} → {salt['purity'].mean():.3f}; units "
+                 f"{sref['units_used'].mean():.0f} → {salt['units_used'].mean():.0f}).")
+    if not full_moves and short_moves:
         text += (" So the small ε makes the prototypes move sooner, which matters in a short run; over the full "
-                 "recipe the default ε's slower prototypes reach a map of the same purity.")
+                 "recipe the default ε's slower prototypes reach a map of the same purity." if eps != E.DEFAULT_EPS
+                 else " So the change matters in a short run only: over the full recipe both reach maps of the "
+                      "same purity.")
+    elif full_moves and short_moves:
+        text += (" The short runs' effect lasts the full recipe." if diff * short_diff > 0 else
+                 " The effect changes sign between the short runs and the full recipe.")
+    elif full_moves and pair in short_pairs:
+        text += " The short runs do not show it: it appears only over the full recipe."
     display(Markdown(text))
 
 # %% tags=["hide-input"]

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -289,9 +290,14 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
     _copy_recipe_records("usps-clustering-24x24", tmp_path / "results")
     _copy_recipe_records("usps-clustering-24x24-v1", tmp_path / "results", overridden_too=True)
     recipe = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering").glob("*.json")]
-    small_eps = sum(c["train"]["eps"] == 1e-12 and c["som"]["distance"] == "cosine" and c["som"]["gamma"] == 0.005
-                    and c["som"]["som_input"] == "patches" for c in recipe)
+    cosine = [c for c in recipe if c["som"]["distance"] == "cosine" and c["som"]["som_input"] == "patches"]
+    small_eps = sum(c["train"]["eps"] == 1e-12 and c["som"]["gamma"] == 0.005 for c in cosine)
     assert small_eps >= 1                                                  # committed: results/paper/usps-clustering/
+    # the γ sweep's other settings at the default ε: their paragraph's title → seeds recorded
+    gamma_runs = Counter(("No SOM loss (γ = 0)" if c["som"]["gamma"] == 0 else
+                          f"γ = {c['som']['gamma']:g} {'with' if c['som']['gamma_warmup'] else 'without'} warm-up")
+                         for c in cosine if c["train"]["eps"] == 1e-8
+                         and (c["som"]["gamma"], c["som"]["gamma_warmup"]) != (0.005, True))
     v1 = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering-24x24-v1").glob("*.json")]
     v1_plain = sum(not c["som"]["gamma_warmup"] and c["train"]["eps"] == 1e-8 for c in v1)
     env = dict(os.environ, VITSOM_DATA=str(tmp_path / "nodata"), VITSOM_RESULTS=str(tmp_path / "results"),
@@ -312,10 +318,14 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
             v1_table = html[html.index('data-vitsom-table="tbl-v1-full-usps"'):]
             assert f"units, {v1_plain} of 5 seeds)" in v1_table[:v1_table.index("</table>")]
         if name == "05_ablation_gamma":
-            md = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"]
-                         for o in c.get("outputs", []))
-            eps_text = md[md.index("Adam's ε at full length (USPS, γ = 0.005, with warm-up)"):]
+            mds = ["".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] for o in c.get("outputs", [])]
+            paragraphs = {m[2:m.index(".**")]: m for m in mds if m.startswith("**") and ".**" in m}
+            eps_text = paragraphs["Adam's ε at full length (USPS, γ = 0.005, with warm-up)"]
             assert f"units, {small_eps} seed" in eps_text and "units, 5 seeds" in eps_text
+            for title, n in gamma_runs.items():                        # each against the recipe's 5 seeds
+                text = paragraphs[f"{title} at full length (USPS)"]
+                assert f"units, {n} seed" in text and "against the recipe's (γ = 0.005 with warm-up)" in text
+                assert "units, 5 seeds" in text, text
     assert not (tmp_path / "results" / "smoke").exists()                   # nothing was trained
 
 
