@@ -169,7 +169,7 @@ for pair, (ref, alt) in full_pairs.items():
     else:
         name = setting_name(g_, warm)
         title = f"{name[0].upper() if name[0].isascii() else name[0]}{name[1:]} at full length ({E.DATASET_NAMES[ds]})"
-        alt_name, ref_name = setting_name(g_, warm), f"the recipe's (γ = {RECIPE_GAMMA:g} with warm-up)"
+        alt_name, ref_name = name, f"the recipe's (γ = {RECIPE_GAMMA:g} with warm-up)"
     diff = alt["purity"].mean() - ref["purity"].mean()
     full_moves = abs(diff) > seed_noise(ref, alt)
     text = (f"**{title}.** Trained {int(ref['epochs'].max())} epochs (the paper profile), {alt_name} scores "

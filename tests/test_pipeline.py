@@ -298,6 +298,7 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
                           f"γ = {c['som']['gamma']:g} {'with' if c['som']['gamma_warmup'] else 'without'} warm-up")
                          for c in cosine if c["train"]["eps"] == 1e-8
                          and (c["som"]["gamma"], c["som"]["gamma_warmup"]) != (0.005, True))
+    assert gamma_runs["No SOM loss (γ = 0)"] >= 1 and gamma_runs["γ = 0.005 without warm-up"] >= 1  # committed
     v1 = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering-24x24-v1").glob("*.json")]
     v1_plain = sum(not c["som"]["gamma_warmup"] and c["train"]["eps"] == 1e-8 for c in v1)
     env = dict(os.environ, VITSOM_DATA=str(tmp_path / "nodata"), VITSOM_RESULTS=str(tmp_path / "results"),
