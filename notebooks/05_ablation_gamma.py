@@ -180,7 +180,7 @@ for pair, (ref, alt) in full_pairs.items():
         text += (" At γ = 0 no gradient reaches the prototypes: they keep their random initial directions, so the "
                  "map is a fixed random partition of the autoencoder's latent space, and the difference is what "
                  "training the SOM (and its pull on the encoder) adds.")
-    short_moves, short_diff = False, 0.0
+    short_moves = False                                  # short_diff is set wherever short_moves is True
     if pair in short_pairs:
         sref, salt = short_pairs[pair]
         short_diff = salt["purity"].mean() - sref["purity"].mean()
