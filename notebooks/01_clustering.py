@@ -545,6 +545,24 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
                          + f" two standard deviations ({2 * spread:.3f}, the larger of the two spreads).")
             if min(na, nb) < 2:
                 text += " One end has a single seed: read the change as indicative."
+        cells = {int(e): B.mean_std(v.tolist()) for e, v in by}        # epochs → (mean, std, seeds)
+        if len(cells) > 2 and not plan.smoke and max(ua, ub) > 2:
+            level = B.levels_off_at(cells)
+            if level < hi:
+                tol = B.seed_noise(cells[level], cells[hi])
+                text += (f" Purity levels off by {level} epochs: {B.fmt(*cells[level])} there, within {tol:.3f} of "
+                         f"the {hi}-epoch value (twice the larger of the two stds, at least 0.01)")
+                shorter = [e for e in cells if e < level]
+                if shorter:
+                    m2 = cells[shorter[-1]][0]
+                    text += (f", while at {shorter[-1]} epochs it is {B.fmt(*cells[shorter[-1]])}, {abs(b - m2):.3f} "
+                             + ("below" if m2 < b else "above") + " it")
+                text += "."
+            else:
+                prev = sorted(cells)[-2]
+                text += (f" Purity still changes after {prev} epochs, the longest run short of {hi}: by "
+                         f"{b - cells[prev][0]:+.3f} from {prev} to {hi} epochs, more than seed noise "
+                         f"({B.seed_noise(cells[prev], cells[hi]):.3f}).")
         if not plan.smoke and max(ua, ub) > 2:
             ca, cb = (float(g[g["epochs"] == e].get("chance_purity", pd.Series(dtype=float)).mean()) for e in (lo, hi))
             ka, kb = (float(g[g["epochs"] == e].get("kmeans_acc", pd.Series(dtype=float)).mean()) for e in (lo, hi))

@@ -437,6 +437,17 @@ def test_mean_std_and_formatting():
     assert B.fmt_reported(0.955, 0.001) == "0.955 ± 0.001 (reported)"
 
 
+def test_levels_off_at_finds_where_longer_training_stops_mattering():
+    assert B.seed_noise((0.9, 0.004, 5), (0.95, 0.001, 5)) == 0.01          # floor
+    assert B.seed_noise((0.9, 0.04, 5), (0.95, 0.3, 1)) == 0.08             # one seed has no std
+    curve = {10: (0.853, 0.040, 5), 30: (0.934, 0.003, 5), 100: (0.946, 0.001, 5), 500: (0.953, 0.004, 5)}
+    assert B.levels_off_at(curve) == 100
+    assert B.levels_off_at({**curve, 100: (0.930, 0.001, 5)}) == 500        # still rising before the longest
+    # a shorter length within noise does not count once a longer one between is not
+    assert B.levels_off_at({**curve, 30: (0.950, 0.001, 5), 100: (0.920, 0.001, 5)}) == 500
+    assert B.levels_off_at({10: (0.95, 0.0, 1), 30: (0.951, 0.0, 1), 500: (0.952, 0.0, 1)}) == 10
+
+
 def test_record_row_puts_purity_above_its_chance_level():
     rec = {"metrics": {"purity": 0.9}, "config": {"train": {"epochs": 2}},
            "diagnostics": {"chance_purity": {"chance_purity": 0.2, "purity": 0.9}}}

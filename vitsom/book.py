@@ -95,6 +95,24 @@ def mean_std(values) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std()), int(v.size)
 
 
+def seed_noise(*cells: tuple[float, float, int], floor: float = 0.01) -> float:
+    """How far apart two means may be by seed noise alone: twice the larger std of the cells, each
+    ``(mean, std, seeds)`` as :func:`mean_std` returns (a single seed has no std), and at least ``floor``."""
+    return max(2 * max((s if n > 1 else 0.0) for _, s, n in cells), floor)
+
+
+def levels_off_at(by_length: dict[int, tuple[float, float, int]]) -> int:
+    """The shortest training length from which every longer one's mean is within :func:`seed_noise`
+    of the longest's; the longest itself when the length before it is not."""
+    lengths = sorted(by_length)
+    longest, level = by_length[lengths[-1]], lengths[-1]
+    for e in reversed(lengths[:-1]):
+        if abs(by_length[e][0] - longest[0]) > seed_noise(by_length[e], longest):
+            break
+        level = e
+    return level
+
+
 def fmt(mean: float, std: float | None = None, n: int | None = None, digits: int = 3) -> str:
     """``0.936 ± 0.003`` (n ≥ 2), ``0.936`` (n = 1: the tables' provenance line gives the seeds), ``—``."""
     if mean is None or not np.isfinite(mean):
