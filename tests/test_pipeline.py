@@ -284,8 +284,8 @@ def test_ablation_pages_of_other_builds_group_the_paper_profile_records_they_hav
 def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
     """Executed with paper-profile records present and no smoke records (nothing trained): each page
     shows its table of full-recipe runs, with the seeds each row averages; the clustering page also
-    crosses the v1-era recipe's γ schedule with Adam's ε at full length, and the γ page compares the
-    two ε at the 40×40 recipe."""
+    crosses the v1-era recipe's γ schedule with Adam's ε at full length and sets the held-out protocol
+    beside the paper's, and the γ page compares the two ε at the 40×40 recipe."""
     _copy_recipe_records("usps-clustering", tmp_path / "results", overridden_too=True)   # with the ablations
     _copy_recipe_records("usps-clustering-24x24", tmp_path / "results")
     _copy_recipe_records("usps-clustering-24x24-v1", tmp_path / "results", overridden_too=True)
@@ -299,6 +299,11 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
                          for c in cosine if c["train"]["eps"] == 1e-8
                          and (c["som"]["gamma"], c["som"]["gamma_warmup"]) != (0.005, True))
     assert gamma_runs["No SOM loss (γ = 0)"] >= 1 and gamma_runs["γ = 0.005 without warm-up"] >= 1  # committed
+    from vitsom.config import make_config
+    usps = [json.loads(f.read_text()) for f in (tmp_path / "results/paper/usps-clustering").glob("*.json")]
+    heldout = [r["eval"]["test"]["heldout_purity"] for r in usps if r["config"]["split"] == "train"]
+    assert heldout                                                         # committed: the held-out protocol
+    recipe_purity = [r["metrics"]["purity"] for r in usps if r["key"] == make_config(r["preset"], "paper", r["seed"]).key()]
     v1 = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering-24x24-v1").glob("*.json")]
     v1_plain = sum(not c["som"]["gamma_warmup"] and c["train"]["eps"] == 1e-8 for c in v1)
     env = dict(os.environ, VITSOM_DATA=str(tmp_path / "nodata"), VITSOM_RESULTS=str(tmp_path / "results"),
@@ -318,6 +323,10 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
             assert 'data-vitsom-table="tbl-v1-full-usps"' in html
             v1_table = html[html.index('data-vitsom-table="tbl-v1-full-usps"'):]
             assert f"units, {v1_plain} of 5 seeds)" in v1_table[:v1_table.index("</table>")]
+            mds = ["".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] for o in c.get("outputs", [])]
+            held_text = next(m for m in mds if m.startswith("**Held-out protocol on USPS (paper profile, "))
+            assert f"{len(heldout)} seed" in held_text and B.fmt(*B.mean_std(heldout)) + " on the test split" in held_text
+            assert f"{B.fmt(*B.mean_std(recipe_purity))} under the paper's protocol" in held_text
         if name == "05_ablation_gamma":
             mds = ["".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] for o in c.get("outputs", [])]
             paragraphs = {m[2:m.index(".**")]: m for m in mds if m.startswith("**") and ".**" in m}
