@@ -587,7 +587,7 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
                 tol = B.seed_noise(cells[level], cells[hi])
                 text += (f" Purity levels off by {level} epochs: {B.fmt(*cells[level])} there, within {tol:.3f} of "
                          f"the {hi}-epoch value (twice the larger of the two stds, at least 0.01)")
-                shorter = [e for e in cells if e < level]
+                shorter = sorted(e for e in cells if e < level)
                 if shorter:
                     m2 = cells[shorter[-1]][0]
                     text += (f", while at {shorter[-1]} epochs it is {B.fmt(*cells[shorter[-1]])}, {abs(b - m2):.3f} "
