@@ -552,7 +552,7 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
                 f"{ua:.0f} units used) and {B.fmt(b, sb, nb)} after {hi} epochs ({seeds_(nb)}, {ub:.0f} units).")
         if rep is not None:
             text += f" The paper reports {B.fmt(rep.value, rep.std)} after 500 epochs."
-        noise = max(2 * max(sa if na > 1 else 0.0, sb if nb > 1 else 0.0), 0.01)
+        noise = B.seed_noise((a, sa, na), (b, sb, nb))
         if plan.smoke:
             text += " Smoke runs only check that this section works; they say nothing about training length."
         elif max(ua, ub) <= 2:

@@ -155,8 +155,8 @@ def cell_summary(g: pd.DataFrame) -> str:
 
 
 def seed_noise(a: pd.DataFrame, b: pd.DataFrame) -> float:
-    """Twice the larger of two cells' purity spreads (population std over their seeds)."""
-    return 2 * max(B.mean_std(a["purity"].tolist())[1], B.mean_std(b["purity"].tolist())[1])
+    """Twice the larger of two cells' purity spreads (population std over their seeds; no floor)."""
+    return B.seed_noise(B.mean_std(a["purity"].tolist()), B.mean_std(b["purity"].tolist()), floor=0.0)
 
 
 full_pairs = contrasts(df if plan.profile == "paper" else full_df)
