@@ -103,6 +103,66 @@ if full_rows:
                  + " Times are comparable only between runs of the same machine and thread count.")
 
 # %% tags=["hide-input"]
+def size_paragraph(g: pd.DataFrame, ds: str, label: str, smoke: bool) -> str | None:
+    """What the map side does to one dataset's recorded runs ``g`` (of the smoke profile if ``smoke``),
+    in words (None below two sides)."""
+    cells = {int(side): B.mean_std(v.tolist()) for side, v in g.groupby("grid")["purity"]}   # side → (mean, std, n)
+    if len(cells) < 2:
+        return None
+    sides = sorted(cells)
+    lo, hi = sides[0], sides[-1]
+
+    def at(col: str, side: int) -> float:
+        return float(g.loc[g["grid"] == side, col].mean()) if col in g else float("nan")
+
+    text = (f"**{E.DATASET_NAMES[ds]}, {label}.** Purity goes from {B.fmt(*cells[lo])} on the {lo}×{lo} map "
+            f"({at('units_used', lo):.0f} units used) to {B.fmt(*cells[hi])} on the {hi}×{hi} map "
+            f"({at('units_used', hi):.0f} units used); the sides with a record are " + ", ".join(map(str, sides)) + ".")
+    if smoke:
+        return text + " Smoke runs only check that this section works; they say nothing about map size."
+    level = B.levels_off_at(cells)
+    if level == lo:
+        text += (f" Every size is within seed noise of the {hi}×{hi} value (twice the larger std, at least 0.01): "
+                 "here purity hardly depends on the map size.")
+    elif level < hi:
+        text += (f" It levels off from {level}×{level}: every larger map is within seed noise of the {hi}×{hi} "
+                 f"value (twice the larger std, at least 0.01).")
+    else:
+        prev = sides[-2]
+        step, noise = cells[hi][0] - cells[prev][0], B.seed_noise(cells[prev], cells[hi])
+        digits = 3 if round(abs(step), 3) != round(noise, 3) else 4       # never "0.010, more than 0.010"
+        text += (f" It still {'rises' if step > 0 else 'falls'} from {prev}×{prev} to {hi}×{hi}, by {step:+.{digits}f}, "
+                 f"more than seed noise ({noise:.{digits}f}).")
+    ca, cb, pa, pb = at("chance_purity", lo), at("chance_purity", hi), at("purity_above_chance", lo), \
+        at("purity_above_chance", hi)
+    if np.isfinite(ca) and np.isfinite(cb):
+        text += (f" Chance purity, the same clusters with the labels shuffled, goes {ca:.3f} → "
+                 f"{cb:.3f}; measured above it, purity goes {pa:.3f} → {pb:.3f}.")
+    ka, kb, na, nb = at("kmeans_acc", lo), at("kmeans_acc", hi), at("nmi", lo), at("nmi", hi)
+    if np.isfinite(ka) and np.isfinite(kb):
+        text += f" k-means ACC (10 clusters whatever the map size) goes {ka:.3f} → {kb:.3f},"
+    if np.isfinite(na) and np.isfinite(nb):
+        text += f" and NMI, which penalises splitting a class over many units, {na:.3f} → {nb:.3f}."
+    small, big = (R.reported("clustering", f"ViT-SOM ({s}×{s})", ds) for s in (24, 40))
+    if small and big and 24 in cells and 40 in cells:
+        text += (f" The paper reports {small.value:.3f} at 24×24 and {big.value:.3f} at 40×40, a gain of "
+                 f"{big.value - small.value:+.3f}; ours between the same sizes is {cells[40][0] - cells[24][0]:+.3f}.")
+    if min(n for _, _, n in cells.values()) < 2:
+        text += " Some sizes have a single seed: read their part as indicative."
+    return text
+
+
+paragraphs = []
+for source, label, smoke in ((df, f"{plan.profile} profile", plan.smoke), (full_df, "paper profile (full recipe)", False)):
+    got = source[source["status"].isin(["existing", "trained"])] if not source.empty else source
+    for ds, g in (got.groupby("dataset", sort=False) if not got.empty else []):
+        if (text := size_paragraph(g, ds, label, smoke)) is not None:
+            paragraphs.append(text)
+display(Markdown("\n\n".join(paragraphs) if paragraphs else
+                 "Fewer than two map sizes have a record yet, so there is nothing to compare: `make plan` lists "
+                 "the missing runs."))
+
+# %% tags=["hide-input"]
 have = df[df["status"].isin(["existing", "trained"])] if not df.empty else df
 if not have.empty:
     have = have.assign(dataset=have["dataset"].map(E.DATASET_NAMES))

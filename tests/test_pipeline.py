@@ -304,6 +304,8 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
     heldout = [r["eval"]["test"]["heldout_purity"] for r in usps if r["config"]["split"] == "train"]
     assert heldout                                                         # committed: the held-out protocol
     recipe_purity = [r["metrics"]["purity"] for r in usps if r["key"] == make_config(r["preset"], "paper", r["seed"]).key()]
+    purity_24 = [json.loads(f.read_text())["metrics"]["purity"]
+                 for f in (tmp_path / "results/paper/usps-clustering-24x24").glob("*.json")]
     v1 = [json.loads(f.read_text())["config"] for f in (tmp_path / "results/paper/usps-clustering-24x24-v1").glob("*.json")]
     v1_plain = sum(not c["som"]["gamma_warmup"] and c["train"]["eps"] == 1e-8 for c in v1)
     env = dict(os.environ, VITSOM_DATA=str(tmp_path / "nodata"), VITSOM_RESULTS=str(tmp_path / "results"),
@@ -327,6 +329,12 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
             held_text = next(m for m in mds if m.startswith("**Held-out protocol on USPS (paper profile, "))
             assert f"{len(heldout)} seed" in held_text and B.fmt(*B.mean_std(heldout)) + " on the test split" in held_text
             assert f"{B.fmt(*B.mean_std(recipe_purity))} under the paper's protocol" in held_text
+        if name == "04_ablation_grid":             # the map-size paragraph, from the copied records
+            mds = ["".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] for o in c.get("outputs", [])]
+            size_text = next(m for m in mds if m.startswith("**USPS, paper profile (full recipe).**"))
+            assert f"to {B.fmt(*B.mean_std(recipe_purity))} on the 40×40 map" in size_text
+            gain = B.mean_std(recipe_purity)[0] - B.mean_std(purity_24)[0]
+            assert f"a gain of +0.013; ours between the same sizes is {gain:+.3f}." in size_text, size_text
         if name == "05_ablation_gamma":
             mds = ["".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] for o in c.get("outputs", [])]
             paragraphs = {m[2:m.index(".**")]: m for m in mds if m.startswith("**") and ".**" in m}
