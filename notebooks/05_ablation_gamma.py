@@ -165,17 +165,19 @@ for pair, (ref, alt) in full_pairs.items():
     (ds, _, _, _), (_, g_, warm, eps) = pair              # an ε pair shares γ and warm-up with its reference
     if eps != E.DEFAULT_EPS:
         title = f"Adam's ε at full length ({E.DATASET_NAMES[ds]}, γ = {g_:g}, {'with' if warm else 'without'} warm-up)"
-        alt_name, ref_name = f"ε = {eps:.0e}", f"ε = {E.DEFAULT_EPS:.0e}'s"
+        alt_name, ref_name = f"ε = {eps:.0e}".replace("e-0", "e-"), f"ε = {E.DEFAULT_EPS:.0e}'s".replace("e-0", "e-")
     else:
         name = setting_name(g_, warm)
         title = f"{name[0].upper() if name[0].isascii() else name[0]}{name[1:]} at full length ({E.DATASET_NAMES[ds]})"
         alt_name, ref_name = name, f"the recipe's (γ = {RECIPE_GAMMA:g} with warm-up)"
     diff = alt["purity"].mean() - ref["purity"].mean()
-    full_moves = abs(diff) > seed_noise(ref, alt)
+    noise = seed_noise(ref, alt)
+    full_moves = abs(diff) > noise
+    digits = 3 if round(abs(diff), 3) != round(noise, 3) else 4       # never "-0.008, more than 0.008"
     text = (f"**{title}.** Trained {int(ref['epochs'].max())} epochs (the paper profile), {alt_name} scores "
-            f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.3f}, "
-            + ("more than twice the larger of the two cells' ± (the spread over their seeds)." if full_moves else
-               "within twice the larger of the two cells' ± (seed noise)."))
+            f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.{digits}f}, "
+            + (f"more than twice the larger of the two cells' ± ({noise:.{digits}f}, the spread over their seeds)."
+               if full_moves else f"within twice the larger of the two cells' ± ({noise:.{digits}f}, seed noise)."))
     if g_ == 0:
         text += (" At γ = 0 no gradient reaches the prototypes: they keep their random initial directions, so the "
                  "map is a fixed random partition of the autoencoder's latent space, and the difference is what "
