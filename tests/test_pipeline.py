@@ -362,6 +362,23 @@ def test_execute_reports_every_run_it_cannot_do(tmp_path, monkeypatch):
     assert list(df["status"]) == ["no-data", "no-data"]
 
 
+def test_execute_prints_one_line_for_consecutive_seeds_with_nothing_to_report(tmp_path, monkeypatch):
+    """A book-only build of the paper profile used to print a line per missing seed (hundreds on
+    page 01); consecutive seeds of one setting and status now share a line, anything else breaks it."""
+    monkeypatch.setenv("VITSOM_RUNS", str(tmp_path / "runs"))
+    plan = E.Plan.make("smoke", results=tmp_path / "results")
+    rs = ([E.Run("usps-clustering", (), s) for s in (0, 1, 2)] + [E.Run("no-such-preset", (), 0)]
+          + [E.Run("usps-clustering", ("som.gamma=0.0",), s) for s in (3, 4)] + [E.Run("usps-clustering", (), 4)])
+    lines: list[str] = []
+    out = E.execute(rs, plan, train_missing=False, log=lines.append)
+    assert [o.status for o in out] == ["not-run"] * 3 + ["unknown-preset"] + ["not-run"] * 3
+    assert [l.split(":")[0].strip() for l in lines[:-1]] == [
+        "[       not-run] usps-clustering seeds 0 1 2", "[unknown-preset] no-such-preset seed 0",
+        "[       not-run] usps-clustering som.gamma=0.0 seeds 3 4", "[       not-run] usps-clustering seed 4"], lines
+    assert lines[0].endswith("no record yet (book-only build: nothing is trained)")
+    assert lines[-1].startswith("7 of 7 runs have no record")
+
+
 def test_progress_lines_reach_the_terminal(tmp_path, capsys):
     """What a notebook's training appends to $VITSOM_PROGRESS_LOG is printed by the pipeline as it
     comes; epoch lines are thinned to one per ``every_s`` seconds (first and last epoch always)."""

@@ -454,13 +454,25 @@ def preset_known(name: str) -> bool:
 
 
 def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Callable[[str], None] = print) -> list[Outcome]:
-    """Train (or load) every run; one :class:`Outcome` per run, each printed on one line."""
+    """Train (or load) every run; one :class:`Outcome` per run. Each trained, diverged or unknown run
+    gets a line of its own; consecutive seeds of one setting that were loaded, not run or lack data
+    share one line (``[existing] usps-clustering seeds 0 1 2 3 4``)."""
     from . import data as vdata
     from .records import load_record, record_path
     from .train import NonFiniteLossError, train
     out: list[Outcome] = []
     missing_data: dict[str, str] = {}
     progress = ProgressLog()
+    quiet: list[Outcome] = []        # consecutive seeds of one setting with nothing to report: one line for all
+
+    def flush_quiet() -> None:
+        if quiet:
+            o, ov = quiet[0], " ".join(quiet[0].run.overrides)
+            seeds = " ".join(str(q.run.seed) for q in quiet)
+            log(f"[{o.status:>14s}] {o.run.preset}{' ' + ov if ov else ''} seed{'s' if len(quiet) > 1 else ''} {seeds}"
+                + (f": {o.note}" if o.note and o.status != "no-data" else ""))
+            quiet.clear()
+
     for i, r in enumerate(rs, 1):
         t0 = time.perf_counter()
         ov = " ".join(r.overrides)
@@ -476,6 +488,7 @@ def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Call
             elif cfg.dataset in missing_data:
                 o = Outcome(r, "no-data", note=missing_data[cfg.dataset])
             else:
+                flush_quiet()
                 snaps = snapshot_epochs(cfg.train.epochs) if r.snapshots else ()
                 label = f"[{i}/{len(rs)}] {r.preset}{' ' + ov if ov else ''} seed {r.seed}"
                 progress.write(f"{label}: training, {cfg.train.epochs} epochs")
@@ -496,12 +509,20 @@ def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Call
                     o = Outcome(r, "diverged", note=str(e))
         o.seconds = time.perf_counter() - t0
         out.append(o)
+        if o.status in ("existing", "not-run", "no-data"):
+            if quiet and (quiet[0].run.preset, quiet[0].run.overrides, quiet[0].status, quiet[0].note) != \
+                    (r.preset, r.overrides, o.status, o.note):
+                flush_quiet()
+            quiet.append(o)
+            continue
+        flush_quiet()
         line = (f"[{o.status:>14s}] {r.preset}{' ' + ov if ov else ''} seed {r.seed}"
                 + (f" ({o.seconds:.0f} s)" if o.status == "trained" else "")
                 + (f": {o.note}" if o.note and o.status != "no-data" else ""))
         log(line)
         if o.status in ("trained", "diverged", "unknown-preset"):
             progress.write(line)
+    flush_quiet()
     skipped = [o for o in out if o.record is None]
     if skipped:
         log(f"{len(skipped)} of {len(out)} runs have no record: "
