@@ -116,8 +116,8 @@ def size_paragraph(g: pd.DataFrame, ds: str, label: str, smoke: bool) -> str | N
         return float(g.loc[g["grid"] == side, col].mean()) if col in g else float("nan")
 
     text = (f"**{E.DATASET_NAMES[ds]}, {label}.** Purity goes from {B.fmt(*cells[lo])} on the {lo}×{lo} map "
-            f"({at('units_used', lo):.0f} units used) to {B.fmt(*cells[hi])} on the {hi}×{hi} map "
-            f"({at('units_used', hi):.0f} units used); the sides with a record are " + ", ".join(map(str, sides)) + ".")
+            f"({at('units_used', lo):,.0f} units used) to {B.fmt(*cells[hi])} on the {hi}×{hi} map "
+            f"({at('units_used', hi):,.0f} units used); the sides with a record are " + ", ".join(map(str, sides)) + ".")
     if smoke:
         return text + " Smoke runs only check that this section works; they say nothing about map size."
     level = B.levels_off_at(cells)
