@@ -333,9 +333,9 @@ for m in PIXEL_SOMS:
         rec, note = E.ensure_weights(seed0[pixel_ds, m].run, seed0[pixel_ds, m].record, plan, train_missing)
         if rec is not None:
             pixel_maps[m] = rec
-        pixel_notes += [f"{m}: {note}"] if note else []      # the two classical rows share a preset
+        pixel_notes += [note] if note else []
 if not set(PIXEL_SOMS[:2]) <= set(pixel_maps):
-    display(Markdown("The pixel SOMs' prototypes are not drawn. "
+    display(Markdown("The pixel SOMs' prototypes are not drawn: "
                      + ("; ".join(pixel_notes) if pixel_notes else "no dataset has records of both") + "."))
 else:
     from vitsom.train import load_trained  # noqa: E402

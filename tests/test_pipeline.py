@@ -441,6 +441,9 @@ def test_missing_weights_of_a_pixel_som_are_retrained_for_its_figure(usps_root, 
     shutil.rmtree(E.runs_root_of(rec))
     got, note = E.ensure_weights(run, rec, plan, train_missing=False, log=lambda s: None)
     assert got is None and "not on this machine" in note and "--book-only" in note
+    narrow = E.Run("ksom-usps", ("som.t_min=0.1",), 0, E.CLASSIC_SOM_24_NARROW, "usps")
+    assert "ksom-usps som.t_min=0.1 seed 0" in E.ensure_weights(narrow, rec, plan, train_missing=False,
+                                                                     log=lambda s: None)[1]
     got, note = E.ensure_weights(run, rec, plan, log=lambda s: None)
     assert (E.runs_root_of(rec) / "model.pt").exists() and got["key"] == rec["key"]
     assert got["metrics"]["purity"] == pytest.approx(rec["metrics"]["purity"])   # deterministic batch map

@@ -591,11 +591,11 @@ def ensure_weights(run: Run, record: dict, plan: Plan, train_missing: bool = Tru
     weights now on disk; else None. The note says which, for a figure's caption."""
     if (runs_root_of(record) / "model.pt").exists():
         return record, ""
+    name = " ".join((run.preset, *run.overrides))          # runs of one preset differ by their overrides
     if not train_missing:
-        return None, (f"the weights of {run.preset} seed {run.seed} are not on this machine (runs/ is not "
+        return None, (f"the weights of {name} seed {run.seed} are not on this machine (runs/ is not "
                       "committed); run the pipeline without --book-only to recreate them")
     again = _train_again(run, plan, run.config(plan.profile, plan.extra), (), log)
-    name = " ".join((run.preset, *run.overrides))
     p_new, p_old = again["metrics"].get("purity"), record["metrics"].get("purity")
     same = "" if p_new is None or p_old is None else (
         f", purity {p_new:.4f} (the record: {p_old:.4f})")
