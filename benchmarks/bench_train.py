@@ -13,6 +13,9 @@ Rows (same model, MNIST-sized batch 128, 40×40 map unless --preset says otherwi
              what VITSOM_COMPILE_MODE=reduce-overhead gives a training run)
   together_xS           S seeds trained together (vmap over stacked parameters), time per step for S models
   together_xS_compiled  the same through torch.compile (CUDA only), as vitsom.multiseed trains them there
+  checkpoint one training checkpoint of this preset (model + AdamW state, after a step) written to disk,
+             for one model and for S together: seconds a save and its size, against the default step
+             (how many steps one save costs; a run saves at most once a minute, train.checkpoint_every_s)
 --rows picks and orders them (e.g. --rows default,default_cudagraphs,plain): each row is printed and
 saved as soon as it is measured, so under a time limit put the rows that matter most first.
 Prints samples/s, s per 70,000-image epoch, peak memory (CUDA) and the ratios. Synthetic uint8
@@ -76,7 +79,33 @@ def row_names(cuda: bool, seeds: int) -> list[str]:
     names = ["plain", "fp32"] + (["bf16", "default", "default_cudagraphs"] if cuda else [])
     if seeds > 1:
         names += [f"together_x{seeds}"] + ([f"together_x{seeds}_compiled"] if cuda else [])
-    return names
+    return names + ["checkpoint"]
+
+
+def checkpoint_cost(preset: str, seeds: int, dev, repeats: int = 3) -> dict:
+    """Seconds to write one training checkpoint of ``preset`` (model and AdamW state after one step,
+    as vitsom.train saves it), for one model and for ``seeds`` models together; best of ``repeats``."""
+    import tempfile
+    from vitsom.records import atomic_torch_save
+    out = {}
+    for members in sorted({1, max(seeds, 1)}):
+        cfgs = [make_config(preset, "paper", s, ["train.precision=fp32"]) for s in range(members)]
+        _, params, _, opt, _ = build_together(cfgs, dev, None, 1000)
+        for p in params.values():                    # one step's worth of AdamW state
+            p.grad = torch.randn_like(p) * 1e-3
+        opt.step()
+        state = {"params": {n: p.detach() for n, p in params.items()}, "optimizer": opt.state_dict()}
+        times = []
+        with tempfile.TemporaryDirectory() as d:
+            for _ in range(repeats):
+                sync(dev)
+                t = time.perf_counter()
+                atomic_torch_save(state, Path(d) / "checkpoint.pt")
+                times.append(time.perf_counter() - t)
+            size = (Path(d) / "checkpoint.pt").stat().st_size
+        out[f"x{members}"] = {"s_per_save": round(min(times), 4), "mb": round(size / 1e6, 1)}
+        del params, opt, state
+    return out
 
 
 def main() -> None:
@@ -212,13 +241,25 @@ def main() -> None:
         available[f"together_x{args.seeds}"] = together_row(False)
         if cuda:
             available[f"together_x{args.seeds}_compiled"] = together_row(True)
+    available["checkpoint"] = None         # measured apart (not a step): see checkpoint_cost
     assert list(available) == row_names(cuda, args.seeds)
     wanted = list(available) if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in available]
     if unknown:
         raise SystemExit(f"unknown or unavailable row(s) {', '.join(unknown)} on {dev.type}; "
                          f"this device has: {', '.join(available)}")
+    ckpt = None
     for label in wanted:
+        if label == "checkpoint":
+            try:
+                ckpt = checkpoint_cost(args.preset, args.seeds, dev)
+                meta["checkpoint"] = ckpt
+                print("  checkpoint       " + ", ".join(f"{k}: {v['mb']} MB in {v['s_per_save']:.3f} s"
+                                                        for k, v in ckpt.items()), flush=True)
+            except Exception as e:  # noqa: BLE001 - report, keep the other rows
+                meta["checkpoint"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+                print(f"  checkpoint       FAILED {meta['checkpoint']['error']}", flush=True)
+            continue
         measure(label, available[label])
     if not cuda and "fp32" in rows and "error" not in rows["fp32"]:
         rows["default"] = dict(rows["fp32"], note="on CPU the default path is fp32 eager")
@@ -242,6 +283,16 @@ def main() -> None:
         r = ok[k]["s_per_step"] / ok["default"]["s_per_step"]
         ok[k]["time_vs_one_seed_default"] = round(r, 2)
         print(f"{k}: {ok[k]['members']} models per step in {r:.2f}× the time of one model on the default path")
+    step_ref = next((k for k in ("default", "fp32") if k in ok), None)
+    if ckpt and step_ref:
+        for k, v in ckpt.items():
+            members = int(k[1:])
+            per_step = ok[step_ref]["s_per_step"] if members == 1 else next(
+                (r["s_per_step"] for n, r in ok.items() if n.startswith(f"together_x{members}")), None)
+            if per_step:
+                v["steps_per_save"] = round(v["s_per_save"] / per_step, 1)
+                print(f"checkpoint {k}: one save costs {v['steps_per_save']:.1f} training steps "
+                      f"({'default' if members == 1 else 'together'} path); at most one save a minute keeps that small")
     if args.json:
         atomic_write_json(Path(args.json), dict(meta, rows=rows, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
 

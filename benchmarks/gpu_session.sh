@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Everything one short GPU window should do, in order, writing only under $OUT (at most 5 files,
+# Everything one short GPU window should do, in order, writing only under $OUT (at most 6 files,
 # none deeper than $OUT/file, so that all of it comes back from the device machine):
 #   1. env.txt          GPU name, driver, torch version
-#   2. precision.tar.gz USPS quick, seeds 0 1 2, bf16 vs fp32 (trained together): purity within
+#   2. probe.json       benchmarks/bench_train.py alone on the GPU first (MNIST 40×40 step: compiled,
+#                       compiled with CUDA graphs, 5 seeds together compiled), from which
+#                       `python -m vitsom.gpu_queue --strategy` picks the compile mode, one seed at a
+#                       time or seeds together, and the number of shards for step 4 (PROBE=0 skips it)
+#   3. precision.tar.gz USPS quick, seeds 0 1 2, bf16 vs fp32 (trained together): purity within
 #                       seed noise? (records in a scratch folder, not in results/)
-#   3. records.tar.gz   SHARDS processes of python -m vitsom.gpu_queue side by side (with step 2),
+#   4. records.tar.gz   SHARDS processes of python -m vitsom.gpu_queue side by side (with step 3),
 #                       each taking every SHARDS-th of the next paper-profile runs that have no
 #                       record yet (issue "GPU runs")
-#   4. bench.json       benchmarks/bench_train.py alone on the GPU at the end (plain, compiled, compiled
-#                       with CUDA graphs, 5 seeds together compiled, then eager rows; peak memory): issue "speed"
-#   5. session.log      all of the above's output
+#   5. bench.json       the benchmark's other rows (plain, eager fp32/bf16, seeds together eager), alone
+#                       on the GPU at the end: issue "speed"
+#   6. session.log      all of the above's output
 #
 # Prepare here (once per session; the data travel as an ignored, carried folder):
 #   mkdir -p .gpu-data && cp -r ../shared/data/{mnist,fashion-mnist,usps} .gpu-data/
@@ -18,9 +22,9 @@
 # Run on the device (device tool: carry [".gpu-data"], timeout_s a minute above BUDGET_S):
 #   BUDGET_S=420 bash benchmarks/gpu_session.sh
 # Back here: tar -xzf <files_at>/records.tar.gz (records land in results/paper/), commit them.
-# Steps 2-3 are skipped with SKIP_BENCH=1 / SKIP_PRECISION=1 (e.g. once they have been measured).
-# VITSOM_COMPILE_MODE=reduce-overhead (exported before the call) makes every training run compile with
-# CUDA graphs; use it once bench.json's default_cudagraphs row has shown it faster than default.
+# Steps 3 and 5 are skipped with SKIP_PRECISION=1 / SKIP_BENCH=1 (e.g. once they have been measured).
+# With PROBE=0, VITSOM_COMPILE_MODE, ONE_SEED and SHARDS (exported before the call) say how to train
+# instead: e.g. VITSOM_COMPILE_MODE=reduce-overhead compiles every training run with CUDA graphs.
 set -u
 BUDGET_S=${BUDGET_S:-420}
 OUT=${OUT:?set OUT to the folder that comes back}
@@ -40,16 +44,28 @@ echo "== gpu_session: budget ${BUDGET_S}s, compile mode ${VITSOM_COMPILE_MODE:-d
 } > "$OUT/env.txt"
 cat "$OUT/env.txt"
 
-# The queue and the precision check share the GPU (a small model leaves it mostly idle): SHARDS
-# queue processes take every SHARDS-th pending run; the benchmark runs last, alone, so that its
-# timings are not shared with anything.
+# The probe runs first and alone, so its timings are clean; the queue and the precision check then
+# share the GPU (a small model leaves it mostly idle): SHARDS queue processes take every SHARDS-th
+# pending run; the benchmark's other rows run last, alone.
+if [ "${PROBE:-1}" = 1 ]; then
+  echo "== 0. probe: the MNIST 40×40 step compiled, with CUDA graphs, 5 seeds together; alone on the GPU ($(left)s left)"
+  timeout "${PROBE_S:-200}" $PY benchmarks/bench_train.py --rows default,default_cudagraphs,together_x5_compiled \
+    --steps 200 --json "$OUT/probe.json" || echo "probe failed or timed out (rc $?): the rows it measured are used"
+  # what the caller set explicitly wins over the probe's choice
+  set_mode=${VITSOM_COMPILE_MODE:-}; set_one=${ONE_SEED:-}; set_shards=${SHARDS:-}
+  eval "$($PY -m vitsom.gpu_queue --strategy "$OUT/probe.json")"
+  VITSOM_COMPILE_MODE=${set_mode:-$VITSOM_COMPILE_MODE}; ONE_SEED=${set_one:-$ONE_SEED}; SHARDS=${set_shards:-$SHARDS}
+  export VITSOM_COMPILE_MODE
+  echo "== strategy: ${STRATEGY_WHY:-?}"
+  echo "== training: compile mode $VITSOM_COMPILE_MODE, ONE_SEED=$ONE_SEED, $SHARDS shards"
+fi
 SHARDS=${SHARDS:-5}
 # ONE_SEED=1 (default): shards split single seeds, each trained on the compiled single-model path;
 # on 2026-11-27 (H200) the eager vmapped seeds-together step needed ~35 ms for 5 USPS models, too slow
 # for a 500-epoch run in one window, while compiled single-model SOM runs took ~1.5 ms a step
 one_seed=""; [ "${ONE_SEED:-1}" = 1 ] && one_seed="--one-seed-at-a-time"
 BENCH_S=${BENCH_S:-110}
-QUEUE_S=$(( BUDGET_S - BENCH_S - 40 ))
+QUEUE_S=$(( $(left) - BENCH_S - 40 ))
 logs=$(mktemp -d)
 pids=""
 # records say that their times were measured on a shared GPU (the book then does not compare them)
@@ -96,9 +112,11 @@ echo "== packed $(wc -l < "$logs/MANIFEST") new records"
 if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 40 ]; then
   echo "== 3. training-speed benchmark, alone on the GPU ($(left)s left)"
   b=$(( $(left) - 10 )); [ "$b" -gt "$BENCH_S" ] && b=$BENCH_S
-  # rows in order of what the next window needs to know (each is saved as soon as it is measured):
-  # is the compiled single-model step launch-bound (does CUDA graphs help), and do compiled seeds together beat it
-  BENCH_ROWS=${BENCH_ROWS:-plain,default,default_cudagraphs,together_x5_compiled,fp32,bf16,together_x5}
+  # rows in order of what the next window needs to know (each is saved as soon as it is measured);
+  # the probe measured the compiled rows already
+  if [ "${PROBE:-1}" = 1 ]; then rows=checkpoint,plain,fp32,bf16,together_x5
+  else rows=default,default_cudagraphs,together_x5_compiled,checkpoint,plain,fp32,bf16,together_x5; fi
+  BENCH_ROWS=${BENCH_ROWS:-$rows}
   timeout "$b" $PY benchmarks/bench_train.py --rows "$BENCH_ROWS" --json "$OUT/bench.json" || echo "bench failed or timed out (rc $?)"
 fi
 echo "== gpu_session done in $(( $(date +%s) - start ))s"

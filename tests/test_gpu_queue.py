@@ -174,3 +174,35 @@ def test_hopeless_runs_are_skipped_before_they_start(usps_root, isolated_results
     assert gpu_queue.steps_per_epoch_hint(cfg) == 4          # 128 images, batch 32
     assert gpu_queue.hopeless(cfg, 1e-9, 10.0) is None       # a fast enough step: try it
     assert gpu_queue.hopeless(cfg, 1e-3, 10.0) == pytest.approx(0.5 * 4 * 100000 * 1e-3)
+
+
+def test_strategy_from_a_probe():
+    """The queue's way of training is picked from a short benchmark probe: CUDA graphs only when
+    clearly faster, seeds together only when S models step in under twice one model's time, and the
+    tested default when the probe measured nothing."""
+    def probe(**rows):
+        return {"rows": {k: ({"s_per_step": v[0], "members": v[1]} if isinstance(v, tuple) else
+                             {"s_per_step": v} if v else {"error": "RuntimeError: boom"}) for k, v in rows.items()}}
+    st = gpu_queue.choose_strategy(probe(default=0.004, default_cudagraphs=0.0015, together_x5_compiled=(0.02, 5)))
+    assert (st["compile_mode"], st["one_seed"], st["shards"]) == ("reduce-overhead", True, 5)
+    assert "1.50 ms/step" in st["why"] and "7 min" in st["why"]          # 273,000 × 1.5 ms
+    st = gpu_queue.choose_strategy(probe(default=0.004, default_cudagraphs=0.0038, together_x5_compiled=(0.006, 5)))
+    assert (st["compile_mode"], st["one_seed"], st["shards"]) == ("default", False, 2)
+    st = gpu_queue.choose_strategy(probe(default=0.004, default_cudagraphs=None))     # CUDA graphs failed
+    assert (st["compile_mode"], st["one_seed"]) == ("default", True)
+    st = gpu_queue.choose_strategy(probe(default_cudagraphs=0.002))                  # default row timed out
+    assert st["compile_mode"] == "reduce-overhead"
+    assert gpu_queue.choose_strategy({})["compile_mode"] == "default"
+
+
+def test_strategy_command_prints_shell_assignments(tmp_path, capsys):
+    import json
+    import shlex
+    f = tmp_path / "probe.json"
+    f.write_text(json.dumps({"rows": {"default": {"s_per_step": 0.004}, "default_cudagraphs": {"s_per_step": 0.001}}}))
+    assert gpu_queue.main(["--strategy", str(f)]) == 0
+    line = capsys.readouterr().out.strip()
+    env = dict(part.split("=", 1) for part in shlex.split(line.replace(";", " ")))
+    assert env["VITSOM_COMPILE_MODE"] == "reduce-overhead" and env["ONE_SEED"] == "1" and env["SHARDS"] == "5"
+    assert gpu_queue.main(["--strategy", str(tmp_path / "missing.json")]) == 0       # no probe: the default
+    assert "VITSOM_COMPILE_MODE=default;" in capsys.readouterr().out

@@ -84,6 +84,37 @@ def test_seeds_together_stop_at_deadline_and_resume(usps_root, isolated_results,
         assert a["metrics"]["purity"] == b["metrics"]["purity"]
 
 
+def test_seeds_together_checkpoint_on_sigterm_and_resume(usps_root, isolated_results, monkeypatch):
+    """SIGTERM during a seeds-together run: the group checkpoints at the epoch's end and raises
+    TrainingInterrupted; the rerun resumes there and writes the records an uninterrupted run writes.
+    With checkpoint_every_s large, an uninterrupted group saves only after its last epoch."""
+    import os
+    import signal
+
+    import vitsom.multiseed as M
+    from vitsom.train import TrainingInterrupted
+    cfgs = [make_config("usps-clustering", "smoke", s, TINY + ["train.checkpoint_every_s=1e9"]) for s in (0, 1)]
+    straight = M.train_together(cfgs, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    assert [r["checkpoints_written"] for r in straight] == [1, 1]
+    monkeypatch.setenv("VITSOM_RESULTS", str(isolated_results / "cut"))
+    real = M.cannot_finish
+    calls = []
+
+    def kill_once(*a, **k):          # called once per epoch end when skip_unfinishable is on
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+    monkeypatch.setattr(M, "cannot_finish", kill_once)
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM after epoch 0 .step 8 of 16"):
+        M.train_together(cfgs, data_root=usps_root, device="cpu", progress=False, skip_unfinishable=True,
+                         log=lambda s: None)
+    resumed = M.train_together(cfgs, data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    for a, b in zip(resumed, straight):
+        assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-6)
+        assert a["metrics"]["purity"] == b["metrics"]["purity"]
+
+
 def test_seeds_together_rejects_different_shapes():
     from vitsom.multiseed import train_together
     a = make_config("usps-clustering", "smoke", 0, TINY)
@@ -96,35 +127,90 @@ def test_seeds_together_rejects_different_shapes():
         train_together([a, c], device="cpu", progress=False, results="/nonexistent-results")
 
 
-def test_compile_failure_falls_back_to_eager(monkeypatch):
+def test_a_failing_compiled_backward_steps_down_and_redoes_the_step(monkeypatch):
+    """On the H200 the first seeds-together runs failed in the fused attention's *backward* pass,
+    which raises in loss.backward(), outside the compiled call: the step steps down a rung, redoes
+    forward and backward, and ends exactly where an eager step ends."""
+    cfg = make_config("usps-clustering", "smoke", 0, TINY)
+
+    class BrokenBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.view_as(t)
+
+        @staticmethod
+        def backward(ctx, g):
+            raise RuntimeError("LSE is not correctly aligned (strideH)")
+
+    def fake_compile(fn, **kw):
+        def run(*a, **k):
+            out = fn(*a, **k)
+            return (BrokenBackward.apply(out[0]),) + tuple(out[1:]) if kw["mode"] == "reduce-overhead" else out
+        return run
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    x = _arrays(32).float_batch(slice(0, 32))
+    y, t0 = torch.zeros(32, dtype=torch.long), torch.tensor(0.0)
+    models = []
+    for compiled in (True, False):
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        opt = make_optimizer(cfg, model, torch.device("cpu"))
+        messages = []
+        step = make_train_step(model, opt, cfg, 10, None, compile=compiled, log=messages.append,
+                               compile_mode="reduce-overhead")
+        step(x, y, t0)
+        step(x, y, t0)
+        models.append(model)
+        if compiled:
+            assert len(messages) == 1 and "LSE" in messages[0] and "mode default" in messages[0]
+            assert compile_note(step.losses) == "default (reduce-overhead failed)"
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_compile_failure_steps_down_to_default_then_eager(monkeypatch):
+    """A compile mode that fails (CUDA graphs, say) steps down to mode "default", and a failing
+    "default" to eager; each step down is logged and the record's note says what ran."""
     cfg = make_config("usps-clustering", "smoke", 0, TINY)
     torch.manual_seed(0)
     model = build_model(cfg)
     opt = make_optimizer(cfg, model, torch.device("cpu"))
+    broken = set()
 
-    def broken_compile(fn, **kw):
+    def fake_compile(fn, **kw):
         def run(*a, **k):
-            raise RuntimeError("no compiler here")
+            if kw["mode"] in broken:
+                raise RuntimeError(f"no {kw['mode']} here")
+            return fn(*a, **k)
+        modes.append(kw["mode"])
         return run
     modes = []
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: modes.append(kw["mode"]) or broken_compile(fn, **kw))
-    messages = []
-    step = make_train_step(model, opt, cfg, 10, None, compile=True, log=messages.append,
-                           compile_mode="reduce-overhead")
-    assert modes == ["reduce-overhead"] and compile_note(step.losses) == "reduce-overhead"
+    monkeypatch.setattr(torch, "compile", fake_compile)
     x = _arrays(32).float_batch(slice(0, 32))
-    out = step(x, torch.zeros(32, dtype=torch.long), torch.tensor(0.0))
-    assert torch.isfinite(out).all()
-    assert messages and "eager" in messages[0]
-    # the record will say that this run did not run compiled after all; an eager step says nothing
-    assert compile_note(step.losses) == "reduce-overhead (compiling failed: ran eager)"
-    assert compile_note(make_train_step(model, opt, cfg, 10, None).losses) is None
-    # without an explicit mode: VITSOM_COMPILE_MODE, else "default"
+    y, t0 = torch.zeros(32, dtype=torch.long), torch.tensor(0.0)
+    for fails, note, said in [({"reduce-overhead"}, "default (reduce-overhead failed)", "compiled in mode default"),
+                              ({"reduce-overhead", "default"}, "reduce-overhead (compiling failed: ran eager)",
+                               "in eager mode"),
+                              (set(), "reduce-overhead", None)]:
+        broken.clear()
+        broken.update(fails)
+        modes.clear()
+        messages = []
+        step = make_train_step(model, opt, cfg, 10, None, compile=True, log=messages.append,
+                               compile_mode="reduce-overhead")
+        assert modes == ["reduce-overhead", "default"] and compile_note(step.losses) == "reduce-overhead"
+        assert torch.isfinite(step(x, y, t0)).all() and torch.isfinite(step(x, y, t0)).all()
+        assert len(messages) == len(fails)                  # one message per step down, not per step
+        assert compile_note(step.losses) == note, messages
+        assert said is None or said in messages[-1]
+    assert compile_note(make_train_step(model, opt, cfg, 10, None).losses) is None     # eager: no note
+    # without an explicit mode: VITSOM_COMPILE_MODE, else "default" (compiled once, no second rung)
+    modes.clear()
     monkeypatch.setenv("VITSOM_COMPILE_MODE", "max-autotune")
     make_train_step(model, opt, cfg, 10, None, compile=True)
     monkeypatch.delenv("VITSOM_COMPILE_MODE")
     make_train_step(model, opt, cfg, 10, None, compile=True)
-    assert modes[1:] == ["max-autotune", "default"]
+    assert modes == ["max-autotune", "default", "default"]
 
 
 @pytest.mark.parametrize("preset,extra", [("desom-usps", []), ("usps-clustering", ["som.distance=manhattan"])])
@@ -168,6 +254,9 @@ def test_gpu_session_asks_the_benchmark_for_rows_it_has():
     import re
     from bench_train import row_names
     script = (Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_session.sh").read_text()
-    rows = re.search(r"BENCH_ROWS=\$\{BENCH_ROWS:-([^}]*)\}", script).group(1).split(",")
-    assert rows and set(rows) <= set(row_names(cuda=True, seeds=5))
-    assert "default_cudagraphs" in rows and "default_cudagraphs" not in row_names(cuda=False, seeds=5)
+    lists = re.findall(r"(?:rows=|--rows )([a-z0-9_,]+)", script)       # the probe's and the end's
+    assert len(lists) == 3, lists
+    for rows in lists:
+        assert set(rows.split(",")) <= set(row_names(cuda=True, seeds=5)), rows
+    assert "default_cudagraphs" in lists[0] and "default_cudagraphs" not in row_names(cuda=False, seeds=5)
+    assert "checkpoint" in lists[1] and "checkpoint" in row_names(cuda=False, seeds=5)

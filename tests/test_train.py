@@ -81,6 +81,76 @@ def test_resume_after_interruption_gives_the_same_result(usps_root, isolated_res
     assert resumed["metrics"] == full["metrics"]
 
 
+def test_checkpoints_are_rate_limited_but_a_stop_always_saves(usps_root, isolated_results, monkeypatch):
+    """checkpoint_every_s caps how often a run saves (on a GPU the step rule alone would save a 60 MB
+    checkpoint every half second); a stop saves whatever the cap, and at 0 the step rule and every
+    epoch end save as before. The record says how many checkpoints were written."""
+    import vitsom.train as T
+    saved = []
+    real_save = T.atomic_torch_save
+    monkeypatch.setattr(T, "atomic_torch_save", lambda obj, path: (saved.append(path.name), real_save(obj, path)))
+    extra = ["train.max_train_samples=1000", "train.epochs=2", "train.checkpoint_every=5"]   # 15 steps an epoch
+    cut = train(short_cfg(1, extra + ["train.checkpoint_every_s=1e9"]), data_root=usps_root, device="cpu",
+                progress=False, stop_after_steps=11, log=lambda s: None)
+    assert cut["interrupted"] and saved == ["checkpoint.pt"]         # the stop's save only, not steps 5 and 10
+    saved.clear()
+    rec = train(short_cfg(1, extra + ["train.checkpoint_every_s=1e9"]), data_root=usps_root, device="cpu",
+                progress=False, log=lambda s: None)                   # resumes at step 11, to the end
+    assert saved.count("checkpoint.pt") == 1 and rec["checkpoints_written"] == 1      # the last epoch's
+    assert rec["checkpoint_time_s"] >= 0
+    saved.clear()
+    every = train(short_cfg(1, extra + ["train.checkpoint_every_s=0"]), data_root=usps_root, device="cpu",
+                  progress=False, force=True, log=lambda s: None)
+    # steps 5, 10, 15 (and 15's epoch end), 20, 25, 30 (and 30's epoch end)
+    assert saved.count("checkpoint.pt") == every["checkpoints_written"] == 8
+    assert every["metrics"] == rec["metrics"]                        # how often it saved changes nothing
+    with pytest.raises(ValueError, match="checkpoint_every_s must be ≥ 0"):
+        short_cfg(1, ["train.checkpoint_every_s=-1"]).validate()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_there(usps_root, isolated_results, sig):
+    """Ctrl-C (or a scheduler's SIGTERM) mid-run: the run checkpoints after the step it is in and
+    raises TrainingInterrupted naming the checkpoint; the same call again resumes there and ends
+    exactly where an uninterrupted run ends. The signal handlers are put back afterwards."""
+    import os
+    import signal
+
+    from vitsom.train import TrainingInterrupted
+    extra = ["train.max_train_samples=1000", "train.epochs=2"]
+    full = train(short_cfg(1, extra), data_root=usps_root, device="cpu", progress=False, log=lambda s: None)
+    (isolated_results / "results").rename(isolated_results / "results_full")
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    def send(e):
+        if e["epoch"] == 1:
+            os.kill(os.getpid(), getattr(signal, sig))
+    with pytest.raises(TrainingInterrupted, match=f"stopped by {sig} at step 15 of 30.*run the same command"):
+        train(short_cfg(1, extra), data_root=usps_root, device="cpu", progress=False, log=lambda s: None,
+              on_epoch=send)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    logs = []
+    resumed = train(short_cfg(1, extra), data_root=usps_root, device="cpu", progress=False, log=logs.append)
+    assert any("resuming" in m and "at step 15/30" in m for m in logs), logs
+    assert resumed["metrics"] == full["metrics"]
+
+
+def test_a_second_ctrl_c_stops_at_once(usps_root, isolated_results):
+    import os
+    import signal
+
+    from vitsom.train import TrainingInterrupted
+
+    def twice(e):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="again: stopped at once") as e:
+        train(short_cfg(1, ["train.max_train_samples=500", "train.epochs=2"]), data_root=usps_root,
+              device="cpu", progress=False, log=lambda s: None, on_epoch=twice)
+    assert not isinstance(e.value, TrainingInterrupted)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_nan_loss_stops_with_clear_error(usps_root, isolated_results):
     cfg = short_cfg(extra=["train.lr=1e30", "train.max_train_samples=512", "train.epochs=2"])
     with pytest.raises(NonFiniteLossError, match="lower train.lr or som.gamma"):
@@ -164,7 +234,7 @@ def test_late_fields_enter_the_key_only_off_their_default():
     import hashlib
     cfg = C.make_config("usps-clustering", "quick", 0)
     d = cfg.to_dict()
-    for k in ("compile", "checkpoint_every", "eps", "recon_loss"):
+    for k in ("compile", "checkpoint_every", "checkpoint_every_s", "eps", "recon_loss"):
         d["train"].pop(k)
     assert cfg.key() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
     off = C.make_config("usps-clustering", "quick", 0, ["train.eps=1e-12"])

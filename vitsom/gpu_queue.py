@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shlex
 import tarfile
 import time
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from .config import make_config
 from .records import bf16_som_distances, load_record, record_path, results_root, runs_root
+from .train import TrainingInterrupted
 
 SEEDS5 = (0, 1, 2, 3, 4)
 
@@ -156,9 +158,50 @@ def pack_records(dest: Path, profile: str, results=None, since: float = 0.0) -> 
     return len(files)
 
 
+def choose_strategy(bench: dict, shards: int = 5, steps: int = 273_000) -> dict:
+    """How the queue should train, from a short ``benchmarks/bench_train.py`` probe measured alone on
+    the GPU (rows ``default``, ``default_cudagraphs``, ``together_x5_compiled``; a missing or failed row
+    is ignored). Returns ``{"compile_mode", "one_seed", "shards", "why"}``:
+
+    - the compile mode is "reduce-overhead" (CUDA graphs) when its step is at least 10 % faster than
+      mode "default", else "default";
+    - seeds are trained together (one process per item, 2 shards) when S models together step in
+      under twice the time of one model alone. Processes that share a GPU take turns on it (no MPS),
+      so S single-seed shards cannot do better than that by much; otherwise one seed at a time in
+      ``shards`` processes, as before.
+    ``why`` gives the measured times and the projected hours of one ``steps``-step run (MNIST 40×40)."""
+    rows = {k: r for k, r in (bench.get("rows") or {}).items() if isinstance(r, dict) and r.get("s_per_step")}
+    single = {k: rows[k]["s_per_step"] for k in ("default", "default_cudagraphs") if k in rows}
+    if not single:
+        return {"compile_mode": "default", "one_seed": True, "shards": shards,
+                "why": "no single-model row was measured: the tested default (compiled, one seed per shard)"}
+    mode = "default"
+    if "default_cudagraphs" in single and ("default" not in single or
+                                           single["default_cudagraphs"] < 0.9 * single["default"]):
+        mode = "reduce-overhead"
+    t_one = single["default_cudagraphs" if mode == "reduce-overhead" else "default"]
+    parts = [f"{k} {1e3 * v:.2f} ms/step" for k, v in single.items()]
+    tog = [(k, r) for k, r in rows.items() if k.startswith("together_x") and k.endswith("_compiled")]
+    one_seed, n, t_run = True, shards, t_one
+    if tog:
+        k, r = tog[0]
+        members = r.get("members", 1)
+        parts.append(f"{k} {1e3 * r['s_per_step']:.2f} ms/step for {members} models")
+        if members > 1 and r["s_per_step"] < 2 * t_one:
+            one_seed, n, mode, t_run = False, min(2, shards), "default", r["s_per_step"]
+    what = (f"one seed at a time in {n} shards, compile mode {mode}" if one_seed
+            else f"seeds together (compile mode default, as measured) in {n} shards")
+    return {"compile_mode": mode, "one_seed": one_seed, "shards": n,
+            "why": f"{'; '.join(parts)} → {what}; a {steps:,}-step run takes ≥ {t_run * steps / 60:.0f} min "
+                   "alone on the GPU"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget-s", type=float, required=True, help="stop starting/continuing runs after this")
+    ap.add_argument("--budget-s", type=float, default=None, help="stop starting/continuing runs after this")
+    ap.add_argument("--strategy", default=None, metavar="PROBE.json",
+                    help="print, as shell assignments, how to train from a bench_train.py probe (compile mode, "
+                         "one seed at a time or together, shards; see choose_strategy) and exit")
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--pack", default=None, help="write the new records into this tar.gz")
     ap.add_argument("--dry-run", action="store_true", help="list what would run")
@@ -175,6 +218,17 @@ def main(argv=None) -> int:
                     help="train a run that cannot finish up to the budget and checkpoint it, instead of "
                          "giving up on it and moving on")
     args = ap.parse_args(argv)
+    if args.strategy:
+        try:
+            bench = json.loads(Path(args.strategy).read_text())
+        except (OSError, ValueError) as e:
+            bench = {"rows": {}, "error": str(e)}
+        st = choose_strategy(bench)
+        print(f"VITSOM_COMPILE_MODE={st['compile_mode']}; ONE_SEED={int(st['one_seed'])}; SHARDS={st['shards']}; "
+              f"STRATEGY_WHY={shlex.quote(st['why'])}")
+        return 0
+    if args.budget_s is None:
+        ap.error("--budget-s is required (unless --strategy)")
     skip = not args.cut_off_runs
     t0 = time.time()
     deadline = t0 + args.budget_s
@@ -206,6 +260,9 @@ def main(argv=None) -> int:
                             together_ok=not args.one_seed_at_a_time, given_up=given_up, step_times=fastest)
             if not more:
                 break
+        except TrainingInterrupted as e:     # SIGTERM/Ctrl-C: the run saved its checkpoint; pack what finished
+            print(f"[queue] {e}", flush=True)
+            break
         except Exception:  # noqa: BLE001 - one broken item must not cost the rest of the window
             import traceback
             print(f"[queue] FAILED {it.preset} {' '.join(it.overrides)}:\n{traceback.format_exc()}", flush=True)

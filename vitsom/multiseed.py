@@ -27,8 +27,9 @@ from .config import RunConfig
 from .records import atomic_torch_save, load_record, record_path, runs_root
 from .taskdata import ArrayBatches, input_norm, load_task_data
 from .vit import written_out_attention
-from .train import (NonFiniteLossError, autocast_dtype, build_model, cannot_finish, compile_note, compile_with_fallback,
-                    finish_run, loss_terms, lr_factor, make_optimizer, reset_peak_rss, resolve_device)
+from .train import (CheckpointClock, NonFiniteLossError, TrainingInterrupted, autocast_dtype, backward_with_fallback,
+                    build_model, cannot_finish, compile_note, compile_with_fallback, finish_run, loss_terms,
+                    lr_factor, make_optimizer, reset_peak_rss, resolve_device, stop_requests)
 
 
 # One optimizer is built from the first member's recipe, so these must agree across members.
@@ -125,6 +126,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
     import hashlib
     group_key = hashlib.sha256("".join(sorted(c.key() for c in todo)).encode()).hexdigest()[:12]
     ckpt_path = runs_root() / f"together-{group_key}" / "checkpoint.pt"
+    clock = CheckpointClock(t.checkpoint_every_s)
     train_time, step, first_epoch = 0.0, 0, 0
     train_cpu: float | None = 0.0
     if ckpt_path.exists():       # resume at the last finished epoch
@@ -139,54 +141,62 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
         log(f"[vitsom] resuming {S} members of {todo[0].preset} at epoch {first_epoch}")
         if bar is not None:
             bar.update(step)
-    for epoch in range(first_epoch, todo[0].train.epochs):
-        factor = lr_factor(epoch, t.epochs, t.warmup_epochs, t.min_lr) if t.schedule == "cosine" else 1.0
-        for g in opt.param_groups:
-            g["lr"] = lr * factor
-        sums = torch.zeros(S, 3, device=dev)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for pairs in zip(*(b.epoch(epoch) for b in batches)):
-            x = torch.stack([p[0] for p in pairs])                   # (S, B, C, H, W)
-            y = torch.stack([p[1] for p in pairs])
-            step_t.fill_(step)
-            gammas = torch.stack([torch.as_tensor(gamma_at(step_t, total_steps, c.som.gamma, c.som.gamma_warmup),
-                                                  dtype=torch.float32) for c in todo])
-            loss, task, som = vloss(params, p_buf, x, y, step_t, gammas)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            sums += torch.stack([loss.detach(), task.detach(), som.detach()], dim=1)
-            step += 1
-            if bar is not None:
-                bar.update(1)
-        train_time += time.perf_counter() - t0
-        train_cpu = train_cpu + time.process_time() - c0 if train_cpu is not None else None
-        v = (sums / steps_per_epoch).tolist()
-        for i, c in enumerate(todo):
-            if not all(math.isfinite(a) for a in v[i]):
-                raise NonFiniteLossError(f"{c.preset} (seed {c.seed}): non-finite loss in epoch {epoch}; "
-                                         "lower train.lr or som.gamma")
-            history[i].append({"epoch": epoch, "loss": v[i][0], "task_loss": v[i][1], "som_loss": v[i][2],
-                               "lr": opt.param_groups[0]["lr"]})
-        atomic_torch_save({"params": {n: params[n].detach() for n in names}, "optimizer": opt.state_dict(),
-                           "step": step, "history": history, "train_time_s": train_time, "train_cpu_s": train_cpu},
-                          ckpt_path)
-        late = cannot_finish(time.perf_counter() - t0, t.epochs - epoch - 1, epoch + 1 - first_epoch, deadline) \
-            if skip_unfinishable else None
-        if late is not None:
-            if bar is not None:
-                bar.close()
-            log(f"[vitsom] {S} members of {todo[0].preset}: {late:.0f}s more needed, more than the time left; "
-                f"given up after epoch {epoch} (checkpoint {ckpt_path})")
-            return [{"interrupted": True, "unfinishable": True, "projected_s": late, "key": c.key(), "seed": c.seed,
-                     "step": step, "checkpoint": str(ckpt_path)} for c in todo]
-        if deadline is not None and time.time() > deadline and epoch + 1 < todo[0].train.epochs:
-            if bar is not None:
-                bar.close()
-            log(f"[vitsom] deadline: {S} members of {todo[0].preset} checkpointed after epoch {epoch} "
-                f"(step {step} of {total_steps}) in {ckpt_path}")
-            return [{"interrupted": True, "key": c.key(), "seed": c.seed, "step": step,
-                     "checkpoint": str(ckpt_path)} for c in todo]
+    with stop_requests(log) as signals:     # Ctrl-C / SIGTERM: checkpoint at this epoch's end, then stop
+        for epoch in range(first_epoch, todo[0].train.epochs):
+            factor = lr_factor(epoch, t.epochs, t.warmup_epochs, t.min_lr) if t.schedule == "cosine" else 1.0
+            for g in opt.param_groups:
+                g["lr"] = lr * factor
+            sums = torch.zeros(S, 3, device=dev)
+            t0, c0 = time.perf_counter(), time.process_time()
+            for pairs in zip(*(b.epoch(epoch) for b in batches)):
+                x = torch.stack([p[0] for p in pairs])                   # (S, B, C, H, W)
+                y = torch.stack([p[1] for p in pairs])
+                step_t.fill_(step)
+                gammas = torch.stack([torch.as_tensor(gamma_at(step_t, total_steps, c.som.gamma, c.som.gamma_warmup),
+                                                      dtype=torch.float32) for c in todo])
+                loss, task, som = backward_with_fallback(vloss, lambda: vloss(params, p_buf, x, y, step_t, gammas), opt)
+                opt.step()
+                sums += torch.stack([loss.detach(), task.detach(), som.detach()], dim=1)
+                step += 1
+                if bar is not None:
+                    bar.update(1)
+            train_time += time.perf_counter() - t0
+            train_cpu = train_cpu + time.process_time() - c0 if train_cpu is not None else None
+            v = (sums / steps_per_epoch).tolist()
+            for i, c in enumerate(todo):
+                if not all(math.isfinite(a) for a in v[i]):
+                    raise NonFiniteLossError(f"{c.preset} (seed {c.seed}): non-finite loss in epoch {epoch}; "
+                                             "lower train.lr or som.gamma")
+                history[i].append({"epoch": epoch, "loss": v[i][0], "task_loss": v[i][1], "som_loss": v[i][2],
+                                   "lr": opt.param_groups[0]["lr"]})
+            late = cannot_finish(time.perf_counter() - t0, t.epochs - epoch - 1, epoch + 1 - first_epoch, deadline) \
+                if skip_unfinishable else None
+            past_deadline = deadline is not None and time.time() > deadline and epoch + 1 < todo[0].train.epochs
+            stop = bool(signals)        # read once: a signal after this is handled at the next epoch end
+            if late is not None or past_deadline or stop or clock.due() or epoch + 1 == todo[0].train.epochs:
+                clock.save(lambda: atomic_torch_save(
+                    {"params": {n: params[n].detach() for n in names}, "optimizer": opt.state_dict(), "step": step,
+                     "history": history, "train_time_s": train_time, "train_cpu_s": train_cpu}, ckpt_path))
+            if stop:
+                if bar is not None:
+                    bar.close()
+                raise TrainingInterrupted(
+                    f"{S} members of {todo[0].preset}: stopped by {signals[0]} after epoch {epoch} (step {step} of "
+                    f"{total_steps}); the checkpoint is {ckpt_path}: run the same command again to resume there")
+            if late is not None:
+                if bar is not None:
+                    bar.close()
+                log(f"[vitsom] {S} members of {todo[0].preset}: {late:.0f}s more needed, more than the time left; "
+                    f"given up after epoch {epoch} (checkpoint {ckpt_path})")
+                return [{"interrupted": True, "unfinishable": True, "projected_s": late, "key": c.key(),
+                         "seed": c.seed, "step": step, "checkpoint": str(ckpt_path)} for c in todo]
+            if past_deadline:
+                if bar is not None:
+                    bar.close()
+                log(f"[vitsom] deadline: {S} members of {todo[0].preset} checkpointed after epoch {epoch} "
+                    f"(step {step} of {total_steps}) in {ckpt_path}")
+                return [{"interrupted": True, "key": c.key(), "seed": c.seed, "step": step,
+                         "checkpoint": str(ckpt_path)} for c in todo]
     if bar is not None:
         bar.close()
 
@@ -197,7 +207,8 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
                 p.copy_(params[n][i])
         rec = finish_run(c, model, data, dev, amp, norm, history=history[i], total_steps=total_steps,
                          batch_size=batches[i].batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
-                         results=results, log=log, extra={"trained_together": S, "torch_compile": compile_note(vloss)},
+                         results=results, log=log, extra={"trained_together": S, "torch_compile": compile_note(vloss),
+                                **clock.summary()},
                          rss_window=rss_window)
         recs.append(rec)
     if ckpt_path.exists():

@@ -3,16 +3,21 @@
 ``train(cfg)`` runs one configuration end to end: data (:mod:`vitsom.taskdata`) → model → AdamW
 with the reference's LR recipe → per-step temperature and γ schedules → evaluation
 (:mod:`vitsom.evaluation`) → an atomically written run record.
-It checkpoints every ``cfg.train.checkpoint_every`` steps and at each epoch end; rerunning the same
-config resumes from the checkpoint and reaches the same final result as an uninterrupted run.
+It checkpoints every ``cfg.train.checkpoint_every`` steps and at each epoch end, at most once per
+``cfg.train.checkpoint_every_s`` seconds, and always when it stops early (a deadline, or Ctrl-C /
+SIGTERM: :func:`stop_requests`); rerunning the same config resumes from the checkpoint and reaches
+the same final result as an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
+import signal
+import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,65 @@ from .vit import ViTSOM, count_parameters
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped by SIGINT (Ctrl-C) or SIGTERM after it saved its checkpoint: rerunning
+    the same command resumes there. A KeyboardInterrupt, so code that stops on Ctrl-C still does."""
+
+
+@contextlib.contextmanager
+def stop_requests(log: Callable[[str], None] = print) -> Iterator[list[str]]:
+    """Turn SIGINT and SIGTERM into a request to stop at the next safe point.
+
+    Yields a list that receives the signal's name; the training loop checks it after each step,
+    saves a checkpoint and raises :class:`TrainingInterrupted`. A second signal stops at once (the
+    last checkpoint stays). Outside the main thread signals cannot be caught: the list stays empty."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    def handler(signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if received:
+            restore()
+            raise KeyboardInterrupt(f"{name} again: stopped at once, without a new checkpoint")
+        received.append(name)
+        log(f"[vitsom] {name}: saving a checkpoint after this step, then stopping (send it again to stop at once)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        restore()
+
+
+class CheckpointClock:
+    """When a run may write its next checkpoint: at most one per ``every_s`` seconds (0: no limit).
+    Also counts the checkpoints written and the seconds spent writing them (for the record)."""
+
+    def __init__(self, every_s: float):
+        self.every_s, self.last, self.saves, self.seconds = every_s, time.perf_counter(), 0, 0.0
+
+    def due(self) -> bool:
+        return self.every_s <= 0 or time.perf_counter() - self.last >= self.every_s
+
+    def save(self, write: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        write()
+        self.last = time.perf_counter()
+        self.saves += 1
+        self.seconds += self.last - started
+
+    def summary(self) -> dict:
+        return {"checkpoints_written": self.saves, "checkpoint_time_s": round(self.seconds, 3)}
 
 
 # ----------------------------------------------------------------------------- small pieces
@@ -128,31 +192,58 @@ def loss_terms(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tenso
 def compile_with_fallback(fn: Callable, log: Callable[[str], None] = print, mode: str | None = None) -> Callable:
     """``fn`` through ``torch.compile`` in ``mode`` (else env ``VITSOM_COMPILE_MODE``, else "default";
     "reduce-overhead" uses CUDA graphs). If compiling or running the compiled code raises, say so
-    once and use ``fn`` itself from then on: never silently different maths."""
+    and step down: another mode → "default" → ``fn`` itself (eager). Never silently different maths.
+    ``call.mode`` is the mode in use, ``call.fell_back`` says whether it had to step down, and
+    ``call.step_down(error)`` steps down from outside (a failure in the compiled backward pass shows
+    up in ``loss.backward()``, not here); it returns False when already eager."""
     mode = mode or os.environ.get("VITSOM_COMPILE_MODE") or "default"
-    current = [torch.compile(fn, dynamic=False, mode=mode)]
+    ladder = [(m, torch.compile(fn, dynamic=False, mode=m)) for m in dict.fromkeys([mode, "default"])]
+    ladder.append(("eager", fn))
+
+    def step_down(e: BaseException) -> bool:
+        if ladder[0][1] is fn:
+            return False
+        name = ladder.pop(0)[0]
+        log(f"[vitsom] torch.compile (mode {name}) failed ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); continuing "
+            + ("in eager mode" if ladder[0][1] is fn else f"compiled in mode {ladder[0][0]}"))
+        call.mode, call.fell_back = ladder[0][0], True
+        return True
 
     def call(*args):
-        try:
-            return current[0](*args)
-        except Exception as e:  # noqa: BLE001 - any compiler failure → eager
-            if current[0] is fn:
-                raise
-            log(f"[vitsom] torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                "continuing in eager mode")
-            current[0] = fn
-            call.fell_back = True
-            return fn(*args)
-    call.mode, call.fell_back = mode, False
+        while True:
+            try:
+                return ladder[0][1](*args)
+            except Exception as e:  # noqa: BLE001 - any compiler failure → the next rung
+                if not step_down(e):
+                    raise
+    call.requested, call.mode, call.fell_back, call.step_down = mode, mode, False, step_down
     return call
+
+
+def backward_with_fallback(losses: Callable, run: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> tuple:
+    """``out = run()`` (the loss function's outputs, the total loss first), then its backward pass.
+    If the backward pass of a compiled ``losses`` (see :func:`compile_with_fallback`) raises, step
+    ``losses`` down a rung and redo both; the optimizer has not stepped, so the maths are unchanged."""
+    while True:
+        out = run()
+        opt.zero_grad(set_to_none=True)
+        try:
+            out[0].sum().backward()
+            return out
+        except Exception as e:  # noqa: BLE001 - a compiled backward failed: the next rung
+            if not getattr(losses, "step_down", lambda _: False)(e):
+                raise
 
 
 def compile_note(fn: Callable) -> str | None:
     """What a run record says about its training step's compilation: the ``torch.compile`` mode, with
-    a note if it fell back to eager; None for an eager step."""
+    a note if it had to step down to it; None for an eager step."""
     if not hasattr(fn, "fell_back"):
         return None
-    return fn.mode + (" (compiling failed: ran eager)" if fn.fell_back else "")
+    if fn.mode == "eager":
+        return f"{fn.requested} (compiling failed: ran eager)"
+    return fn.mode + (f" ({fn.requested} failed)" if fn.fell_back else "")
 
 
 def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig, total_steps: int,
@@ -169,9 +260,7 @@ def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig
     losses = compile_with_fallback(eager, log, compile_mode) if compile else eager
 
     def step(x: torch.Tensor, y: torch.Tensor, step_t: torch.Tensor) -> torch.Tensor:
-        loss, task, som = losses(x, y, step_t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, task, som = backward_with_fallback(losses, lambda: losses(x, y, step_t), opt)
         opt.step()
         return torch.stack([loss.detach(), task.detach(), som.detach()])
 
@@ -232,6 +321,8 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     measured epoch time says it cannot finish before ``deadline`` (see :func:`cannot_finish`); the
     record then says ``"unfinishable": True`` and the projected seconds. ``snapshot_epochs`` keeps
     the weights after those epochs (0 = before training), for the latent-progression figure.
+    Ctrl-C or SIGTERM saves a checkpoint after the current step and raises
+    :class:`TrainingInterrupted` (a second signal stops at once).
     ``on_epoch`` is called after every epoch with ``{"epoch", "epochs", "step", "total_steps",
     "loss", "epoch_s"}`` (the pipeline turns it into progress lines on the terminal)."""
     cfg.validate()
@@ -286,10 +377,17 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     if 0 in snapshot_epochs and step == 0:
         atomic_torch_save(model.state_dict(), run_dir / "epoch_0.pt")
 
+    clock = CheckpointClock(cfg.train.checkpoint_every_s)
+
     def save_checkpoint() -> None:
-        atomic_torch_save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "step": step, "history": history, "train_time_s": train_time, "train_cpu_s": train_cpu},
-                          ckpt_path)
+        clock.save(lambda: atomic_torch_save(
+            {"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+             "history": history, "train_time_s": train_time, "train_cpu_s": train_cpu}, ckpt_path))
+
+    def interrupted_by(signal_name: str) -> TrainingInterrupted:
+        return TrainingInterrupted(
+            f"{cfg.preset} seed {cfg.seed}: stopped by {signal_name} at step {step} of {total_steps}; its "
+            f"checkpoint is {ckpt_path}: run the same command again to resume there")
 
     check_every = 1 if dev.type == "cpu" else 50
     bar = None
@@ -300,78 +398,87 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     model.train()
     s = cfg.som
     epochs_here = 0
-    while step < total_steps:
-        epoch, start = divmod(step, steps_per_epoch)
-        t_whole_epoch = time.perf_counter()
-        factor = lr_factor(epoch, cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.min_lr) \
-            if cfg.train.schedule == "cosine" else 1.0
-        for g in opt.param_groups:
-            g["lr"] = base_lr * factor
-        sums = torch.zeros(3, device=dev)   # loss, task loss, som loss (summed on device: no sync)
-        n_in_epoch, t_epoch, c_epoch = 0, time.perf_counter(), time.process_time()
-        for x, y in batches.epoch(epoch, start):
-            step_t.fill_(step)
-            sums += train_step(x, y, step_t)
-            step += 1
-            n_in_epoch += 1
-            if step % check_every == 0 and not torch.isfinite(sums).all():
-                raise NonFiniteLossError(
-                    f"{cfg.preset} (seed {cfg.seed}): the loss became non-finite at or before step {step} "
-                    f"(epoch {epoch}); lower train.lr or som.gamma"
-                    + (f" (the last good checkpoint is {ckpt_path})" if ckpt_path.exists() else ""))
+    with stop_requests(log) as signals:     # Ctrl-C / SIGTERM: checkpoint at the next step's end, then stop
+        while step < total_steps:
+            epoch, start = divmod(step, steps_per_epoch)
+            t_whole_epoch = time.perf_counter()
+            factor = lr_factor(epoch, cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.min_lr) \
+                if cfg.train.schedule == "cosine" else 1.0
+            for g in opt.param_groups:
+                g["lr"] = base_lr * factor
+            sums = torch.zeros(3, device=dev)   # loss, task loss, som loss (summed on device: no sync)
+            n_in_epoch, t_epoch, c_epoch = 0, time.perf_counter(), time.process_time()
+            for x, y in batches.epoch(epoch, start):
+                step_t.fill_(step)
+                sums += train_step(x, y, step_t)
+                step += 1
+                n_in_epoch += 1
+                if step % check_every == 0 and not torch.isfinite(sums).all():
+                    raise NonFiniteLossError(
+                        f"{cfg.preset} (seed {cfg.seed}): the loss became non-finite at or before step {step} "
+                        f"(epoch {epoch}); lower train.lr or som.gamma"
+                        + (f" (the last good checkpoint is {ckpt_path})" if ckpt_path.exists() else ""))
+                if bar is not None:
+                    bar.update(1)
+                every = cfg.train.checkpoint_every
+                stop = (stop_after_steps is not None and step >= stop_after_steps) or \
+                    (deadline is not None and time.time() > deadline) or bool(signals)
+                if (every and step % every == 0 and clock.due()) or stop:
+                    train_time += time.perf_counter() - t_epoch
+                    train_cpu = train_cpu + time.process_time() - c_epoch if train_cpu is not None else None
+                    t_epoch, c_epoch = time.perf_counter(), time.process_time()
+                    save_checkpoint()
+                    if stop:
+                        if bar is not None:
+                            bar.close()
+                        if signals:
+                            raise interrupted_by(signals[0])
+                        return {"interrupted": True, "step": step, "checkpoint": str(ckpt_path)}
+            train_time += time.perf_counter() - t_epoch
+            train_cpu = train_cpu + time.process_time() - c_epoch if train_cpu is not None else None
+            v = (sums / max(n_in_epoch, 1)).tolist()
+            if not all(math.isfinite(a) for a in v):
+                raise NonFiniteLossError(f"{cfg.preset} (seed {cfg.seed}): non-finite loss in epoch {epoch}; "
+                                         "lower train.lr or som.gamma")
+            if start == 0:  # a resumed partial epoch only logs its tail; keep history per full epoch
+                history.append({"epoch": epoch, "loss": v[0], "task_loss": v[1], "som_loss": v[2],
+                                "temperature": float(temperature_at(step - 1, total_steps, s.t_max, s.t_min)),
+                                "gamma": float(gamma_at(step - 1, total_steps, s.gamma, s.gamma_warmup)),
+                                "lr": opt.param_groups[0]["lr"]})
+            else:
+                history.append({"epoch": epoch, "loss": v[0], "task_loss": v[1], "som_loss": v[2],
+                                "partial_from_step": start})
             if bar is not None:
-                bar.update(1)
-            every = cfg.train.checkpoint_every
-            stop = (stop_after_steps is not None and step >= stop_after_steps) or \
-                (deadline is not None and time.time() > deadline)
-            if (every and step % every == 0) or stop:
-                train_time += time.perf_counter() - t_epoch
-                train_cpu = train_cpu + time.process_time() - c_epoch if train_cpu is not None else None
-                t_epoch, c_epoch = time.perf_counter(), time.process_time()
-                save_checkpoint()
-                if stop:
-                    if bar is not None:
-                        bar.close()
-                    return {"interrupted": True, "step": step, "checkpoint": str(ckpt_path)}
-        train_time += time.perf_counter() - t_epoch
-        train_cpu = train_cpu + time.process_time() - c_epoch if train_cpu is not None else None
-        v = (sums / max(n_in_epoch, 1)).tolist()
-        if not all(math.isfinite(a) for a in v):
-            raise NonFiniteLossError(f"{cfg.preset} (seed {cfg.seed}): non-finite loss in epoch {epoch}; "
-                                     "lower train.lr or som.gamma")
-        if start == 0:  # a resumed partial epoch only logs its tail; keep history per full epoch
-            history.append({"epoch": epoch, "loss": v[0], "task_loss": v[1], "som_loss": v[2],
-                            "temperature": float(temperature_at(step - 1, total_steps, s.t_max, s.t_min)),
-                            "gamma": float(gamma_at(step - 1, total_steps, s.gamma, s.gamma_warmup)),
-                            "lr": opt.param_groups[0]["lr"]})
-        else:
-            history.append({"epoch": epoch, "loss": v[0], "task_loss": v[1], "som_loss": v[2],
-                            "partial_from_step": start})
-        if bar is not None:
-            bar.set_postfix(loss=f"{v[0]:.4f}")
-        if epoch + 1 in snapshot_epochs:
-            atomic_torch_save(model.state_dict(), run_dir / f"epoch_{epoch + 1}.pt")
-        save_checkpoint()
-        epochs_here += 1
-        if on_epoch is not None:
-            on_epoch({"epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step, "total_steps": total_steps,
-                      "loss": v[0], "epoch_s": time.perf_counter() - t_whole_epoch})
-        late = cannot_finish(time.perf_counter() - t_whole_epoch, cfg.train.epochs - epoch - 1, epochs_here,
-                             deadline) if skip_unfinishable else None
-        if late is not None:
-            if bar is not None:
-                bar.close()
-            log(f"[vitsom] {cfg.preset} seed {cfg.seed}: {late:.0f}s more needed, more than the time left; "
-                f"given up at step {step} (checkpoint {ckpt_path})")
-            return {"interrupted": True, "unfinishable": True, "projected_s": late, "step": step,
-                    "checkpoint": str(ckpt_path)}
+                bar.set_postfix(loss=f"{v[0]:.4f}")
+            if epoch + 1 in snapshot_epochs:
+                atomic_torch_save(model.state_dict(), run_dir / f"epoch_{epoch + 1}.pt")
+            epochs_here += 1
+            if on_epoch is not None:
+                on_epoch({"epoch": epoch + 1, "epochs": cfg.train.epochs, "step": step, "total_steps": total_steps,
+                          "loss": v[0], "epoch_s": time.perf_counter() - t_whole_epoch})
+            late = cannot_finish(time.perf_counter() - t_whole_epoch, cfg.train.epochs - epoch - 1, epochs_here,
+                                 deadline) if skip_unfinishable else None
+            stop = bool(signals)        # read once: a signal after this is handled at the next step
+            if late is not None or stop or clock.due() or step >= total_steps:
+                save_checkpoint()       # the last one too: a failed evaluation then does not retrain
+            if stop:
+                if bar is not None:
+                    bar.close()
+                raise interrupted_by(signals[0])
+            if late is not None:
+                if bar is not None:
+                    bar.close()
+                log(f"[vitsom] {cfg.preset} seed {cfg.seed}: {late:.0f}s more needed, more than the time left; "
+                    f"given up at step {step} (checkpoint {ckpt_path})")
+                return {"interrupted": True, "unfinishable": True, "projected_s": late, "step": step,
+                        "checkpoint": str(ckpt_path)}
     if bar is not None:
         bar.close()
 
     return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
                       batch_size=batches.batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
                       results=results, log=log, rss_window=rss_window,
-                      extra={"torch_compile": compile_note(train_step.losses)})
+                      extra={"torch_compile": compile_note(train_step.losses), **clock.summary()})
 
 
 def cannot_finish(epoch_s: float, epochs_left: int, epochs_timed: int, deadline: float | None,
