@@ -310,3 +310,28 @@ def test_cpu_use_is_cpu_time_over_wall_time_and_threads():
     assert cpu_use(2.0, 4.0, threads=1) == {"train_cpu_time_s": 2.0, "cpu_share": 0.5}
     assert cpu_use(8.0, 4.0, threads=2)["cpu_share"] == 1.0
     assert cpu_use(None, 4.0) == {"train_cpu_time_s": None, "cpu_share": None}     # resumed from an old checkpoint
+
+
+def test_loader_workers_leave_ctrl_c_to_the_training_loop():
+    """Ctrl-C in a terminal reaches the DataLoader's workers too. They must not stop on it (the loader
+    would fail with "worker exited unexpectedly" before the training loop could save its checkpoint),
+    whatever handler they started with: forked outside the loop's handler here, as a spawned worker
+    (macOS, Windows) always is."""
+    import multiprocessing
+    import os
+    import signal
+
+    from torch.utils.data import TensorDataset
+
+    from vitsom.taskdata import LoaderBatches
+    ds = TensorDataset(torch.arange(64.0).view(64, 1), torch.zeros(64, dtype=torch.long))
+    batches = LoaderBatches(ds, 8, torch.device("cpu"), seed=0, num_workers=1)
+    got = []
+    for i, (x, _) in enumerate(batches.epoch(0)):
+        got.append(x)
+        if i == 1:
+            workers = multiprocessing.active_children()
+            assert workers
+            for w in workers:
+                os.kill(w.pid, signal.SIGINT)
+    assert len(got) == 8 and sorted(torch.cat(got).view(-1).tolist()) == list(range(64))

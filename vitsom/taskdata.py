@@ -10,6 +10,7 @@ scored on the official test split; profile caps and label fractions as fixed sub
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -157,9 +158,17 @@ class LoaderBatches:
         order = torch.randperm(len(self.dataset), generator=g)[start * self.batch_size:].tolist()
         loader = DataLoader(Subset(self.dataset, order), batch_size=self.batch_size, drop_last=True,
                             num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False)
+                            persistent_workers=False,
+                            worker_init_fn=_leave_ctrl_c_to_the_trainer if self.num_workers else None)
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def _leave_ctrl_c_to_the_trainer(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT. Ctrl-C in a terminal reaches the whole process group, and a
+    worker that stopped on it would make the loader fail ("worker exited unexpectedly") before the
+    training loop could save its checkpoint and stop (:func:`vitsom.train.stop_requests`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def input_norm(cfg: RunConfig, device: torch.device):
