@@ -287,12 +287,13 @@ def main() -> None:
     if ckpt and step_ref:
         for k, v in ckpt.items():
             members = int(k[1:])
-            per_step = ok[step_ref]["s_per_step"] if members == 1 else next(
-                (r["s_per_step"] for n, r in ok.items() if n.startswith(f"together_x{members}")), None)
-            if per_step:
-                v["steps_per_save"] = round(v["s_per_save"] / per_step, 1)
-                print(f"checkpoint {k}: one save costs {v['steps_per_save']:.1f} training steps "
-                      f"({'default' if members == 1 else 'together'} path); at most one save a minute keeps that small")
+            ref = step_ref if members == 1 else next(
+                (n for n in (f"together_x{members}_compiled", f"together_x{members}") if n in ok), None)
+            if ref:
+                v["steps_per_save"] = round(v["s_per_save"] / ok[ref]["s_per_step"], 1)
+                v["steps_of"] = ref
+                print(f"checkpoint {k}: one save costs {v['steps_per_save']:.1f} steps of row {ref}; "
+                      "a run saves at most once a minute (train.checkpoint_every_s)")
     if args.json:
         atomic_write_json(Path(args.json), dict(meta, rows=rows, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
 
