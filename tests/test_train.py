@@ -335,3 +335,30 @@ def test_loader_workers_leave_ctrl_c_to_the_training_loop():
             for w in workers:
                 os.kill(w.pid, signal.SIGINT)
     assert len(got) == 8 and sorted(torch.cat(got).view(-1).tolist()) == list(range(64))
+
+
+def test_a_record_of_the_same_run_under_another_profile_is_that_runs_record(tmp_path):
+    """The paper profile's 10-epoch point of the training-length study is the very run the quick
+    profile trains (same config and seed; only the profile's name differs): its quick record is
+    found, train() returns it without training (and says so), and a config that differs in any
+    other field, or another seed, is not matched."""
+    from vitsom import experiments as E
+    from vitsom.records import SCHEMA, atomic_write_json, existing_record_path, record_path
+    quick = C.make_config("usps-clustering", "quick", 0)
+    paper = C.make_config("usps-clustering", "paper", 0, list(E.length_overrides("usps-clustering", 10)))
+    assert quick.key() != paper.key()                                   # the profile's name is in the key
+    assert existing_record_path(paper, tmp_path) is None
+    atomic_write_json(record_path(quick, tmp_path), {"schema": SCHEMA, "profile": "quick", "preset": quick.preset,
+                                                     "seed": 0, "metrics": {"purity": 0.5}, "wall_time_s": 1.0})
+    assert existing_record_path(paper, tmp_path) == record_path(quick, tmp_path)
+    assert existing_record_path(quick, tmp_path) == record_path(quick, tmp_path)
+    longer = C.make_config("usps-clustering", "paper", 0, list(E.length_overrides("usps-clustering", 30)))
+    assert existing_record_path(longer, tmp_path) is None               # 30 epochs: a different run
+    assert existing_record_path(C.make_config("usps-clustering", "paper", 1,
+                                              list(E.length_overrides("usps-clustering", 10))), tmp_path) is None
+    lines: list[str] = []
+    rec = train(paper, results=tmp_path, data_root=tmp_path / "no-data-here", log=lines.append)
+    assert rec["profile"] == "quick" and rec["metrics"]["purity"] == 0.5
+    assert any("another profile" in line and str(record_path(quick, tmp_path)) in line for line in lines)
+    with pytest.raises(vdata.DataNotFoundError):                         # force: trains, so it needs the data
+        train(paper, results=tmp_path, data_root=tmp_path / "no-data-here", force=True, log=lines.append)

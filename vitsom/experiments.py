@@ -458,7 +458,7 @@ def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Call
     gets a line of its own; consecutive seeds of one setting that were loaded, not run or lack data
     share one line (``[existing] usps-clustering seeds 0 1 2 3 4``)."""
     from . import data as vdata
-    from .records import load_record, record_path
+    from .records import existing_record_path, load_record
     from .train import NonFiniteLossError, train
     out: list[Outcome] = []
     missing_data: dict[str, str] = {}
@@ -480,8 +480,8 @@ def execute(rs: Sequence[Run], plan: Plan, train_missing: bool = True, log: Call
             o = Outcome(r, "unknown-preset", note="no such preset in vitsom")
         else:
             cfg = r.config(plan.profile, plan.extra)
-            path = record_path(cfg, plan.results)
-            if path.exists():
+            path = existing_record_path(cfg, plan.results)    # its own, or the same run under another profile
+            if path is not None:
                 o = Outcome(r, "existing", load_record(path))
             elif not train_missing:
                 o = Outcome(r, "not-run", note="no record yet (book-only build: nothing is trained)")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import make_config
-from .records import bf16_som_distances, load_record, record_path, results_root, runs_root
+from .records import bf16_som_distances, existing_record_path, load_record, results_root, runs_root
 from .train import TrainingInterrupted
 
 SEEDS5 = (0, 1, 2, 3, 4)
@@ -91,10 +91,11 @@ def pending(items: list[Item], profile: str, results=None) -> list[tuple[Item, l
         except ValueError as e:          # a preset this checkout does not know
             print(f"skip {it.preset}: {str(e).split(';')[0]}")
             continue
-        todo = [c for c in cfgs if not record_path(c, results).exists()]
+        found = {c.key(): existing_record_path(c, results) for c in cfgs}   # own, or same run under another profile
+        todo = [c for c in cfgs if found[c.key()] is None]
         if todo:
             out.append((it, todo))
-        stale = [c for c in cfgs if c not in todo and _bf16_som_record(record_path(c, results))]
+        stale = [c for c in cfgs if c not in todo and _bf16_som_record(found[c.key()])]
         if stale:
             redo.append((replace(it, redo=True, together=False, note=f"{it.note}, again: bf16 SOM distances"), stale))
     return out + redo

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from .config import RunConfig
-from .records import atomic_torch_save, load_record, record_path, runs_root
+from .records import atomic_torch_save, existing_record_path, load_record, runs_root
 from .taskdata import ArrayBatches, input_norm, load_task_data
 from .vit import written_out_attention
 from .train import (CheckpointClock, NonFiniteLossError, TrainingInterrupted, autocast_dtype, backward_with_fallback,
@@ -82,9 +82,9 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
     (:func:`vitsom.train.cannot_finish`); the dicts then carry ``"unfinishable": True``."""
     for c in cfgs:
         c.validate()
-    todo = [c for c in cfgs if force or not record_path(c, results).exists()]
+    todo = [c for c in cfgs if force or existing_record_path(c, results) is None]
     if not todo:
-        return [load_record(record_path(c, results)) for c in cfgs]
+        return [load_record(existing_record_path(c, results)) for c in cfgs]
     _same_shapes(todo)
     if todo[0].model.arch != "vit" or todo[0].som.distance == "manhattan":
         raise ValueError(f"{todo[0].preset}: seeds-together supports the ViT-SOM model with cosine or euclidean "
@@ -214,7 +214,7 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
     if ckpt_path.exists():
         ckpt_path.unlink()
     done = {r["key"]: r for r in recs}
-    return [done.get(c.key()) or load_record(record_path(c, results)) for c in cfgs]
+    return [done.get(c.key()) or load_record(existing_record_path(c, results)) for c in cfgs]
 
 
 def build_together(cfgs: list[RunConfig], dev: torch.device, amp, total_steps: int):

@@ -7,6 +7,7 @@ a half-written record.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -126,6 +127,27 @@ def _cpu_name() -> str:
 
 def record_path(cfg, results: str | os.PathLike | None = None) -> Path:
     return results_root(results) / cfg.profile / cfg.preset / f"{cfg.key()}.json"
+
+
+def existing_record_path(cfg, results: str | os.PathLike | None = None) -> Path | None:
+    """The record of ``cfg``'s run: its own (:func:`record_path`), else the record of the very same
+    run made under another profile, else None.
+
+    A profile only scales a preset (epochs, data subset), so with overrides a run of one profile
+    can be the same computation as a run of another: the paper profile's 10-epoch point of the
+    training-length study *is* the quick profile's 10-epoch run on the full data. "The same" means
+    the configs are equal in every field of the record key except the profile's name. Such a
+    record keeps the profile it was made under, so tables built from it say so."""
+    own = record_path(cfg, results)
+    if own.exists():
+        return own
+    from .config import PROFILES
+    for other in PROFILES:
+        if other != cfg.profile:
+            alt = record_path(dataclasses.replace(cfg, profile=other), results)
+            if alt.exists():
+                return alt
+    return None
 
 
 def now_iso() -> str:

@@ -262,13 +262,14 @@ def status_table(plan: Plan):
 
 def _records(rp: Reported, plan: Plan, cache: dict) -> list[dict]:
     """The records of ``rp``'s counterpart for the plan's profile and seeds (those that exist)."""
-    from .records import load_record, record_path
+    from .records import existing_record_path, load_record
     key = (plan.profile, rp.ours.preset, rp.ours.overrides, rp.dataset)
     if key not in cache:
         got = []
         for s in plan.seeds:
-            p = record_path(Run(rp.ours.preset, rp.ours.overrides, s).config(plan.profile, plan.extra), plan.results)
-            if p.exists():
+            p = existing_record_path(Run(rp.ours.preset, rp.ours.overrides, s).config(plan.profile, plan.extra),
+                                     plan.results)
+            if p is not None:
                 got.append(load_record(p))
         cache[key] = got
     return cache[key]

@@ -26,8 +26,8 @@ from torch import nn
 from . import data as vdata
 from .config import RunConfig
 from .evaluation import evaluate
-from .records import (SCHEMA, atomic_torch_save, atomic_write_json, device_info, git_commit, load_record,
-                      now_iso, record_path, runs_root)
+from .records import (SCHEMA, atomic_torch_save, atomic_write_json, device_info, existing_record_path, git_commit,
+                      load_record, now_iso, record_path, runs_root)
 from .som import gamma_at, temperature_at
 from .taskdata import ArrayBatches, LoaderBatches, TaskData, input_norm, labels_of, load_task_data
 from .vit import ViTSOM, count_parameters
@@ -326,9 +326,12 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     ``on_epoch`` is called after every epoch with ``{"epoch", "epochs", "step", "total_steps",
     "loss", "epoch_s"}`` (the pipeline turns it into progress lines on the terminal)."""
     cfg.validate()
-    out_path = record_path(cfg, results)
-    if out_path.exists() and not force:
-        return load_record(out_path)
+    done = None if force else existing_record_path(cfg, results)   # its own, or the same run under another profile
+    if done is not None:
+        if done != record_path(cfg, results):
+            log(f"[vitsom] {cfg.preset} seed {cfg.seed}: the same run has a record under another profile, {done} "
+                "(equal config but for the profile's name); force=True (--force) trains it again")
+        return load_record(done)
     dev = resolve_device(device)
     amp = autocast_dtype(cfg, dev)
     key = cfg.key()
