@@ -530,7 +530,12 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
             if multi:
                 f.axes[0].annotate(E.DATASET_NAMES[ds], (star_x, rep.value), fontsize=7, xytext=(4, 0),
                                    textcoords="offset points")
-    f.axes[0].legend(fontsize=7, loc="lower right")
+    if multi:   # the datasets are in the figure's own legend; keep the stars and their labels clear of this one
+        stars = [(h, lab) for h, lab in zip(*f.axes[0].get_legend_handles_labels()) if lab == "paper, 500 epochs"]
+        f.axes[0].legend(*zip(*stars), fontsize=7, loc="lower center") if stars else None
+        f.axes[0].set_xlim(right=star_x * 2.2)
+    else:
+        f.axes[0].legend(fontsize=7, loc="lower right")
     if len(map_units) == 1:
         f.axes[3].axhline(next(iter(map_units)), ls=":", color="grey", label="units on the map")
         f.axes[3].legend(fontsize=7)
