@@ -532,7 +532,8 @@ if not have_len.empty and have_len["epochs"].nunique() >= 2:
                                    textcoords="offset points")
     if multi:   # the datasets are in the figure's own legend; keep the stars and their labels clear of this one
         stars = [(h, lab) for h, lab in zip(*f.axes[0].get_legend_handles_labels()) if lab == "paper, 500 epochs"]
-        f.axes[0].legend(*zip(*stars), fontsize=7, loc="lower center") if stars else None
+        if stars:
+            f.axes[0].legend(*zip(*stars), fontsize=7, loc="lower center")
         f.axes[0].set_xlim(right=star_x * 2.2)
     else:
         f.axes[0].legend(fontsize=7, loc="lower right")
