@@ -131,14 +131,6 @@ display(Markdown("**Data on this machine:** " + "; ".join(f"{E.DATASET_NAMES[d]}
 small = df[df["label_fraction"].notna()] if "label_fraction" in df.columns else df.iloc[:0]
 small = small[small["status"].isin(["existing", "trained"])] if not small.empty else small
 rows, diffs = [], []
-
-
-def fmt_seeds(values: list) -> str:
-    """Mean ± std of one model's top-1, saying how many seeds it averages when some are missing."""
-    m, sd, n = B.mean_std(values)
-    return B.fmt(m, sd, n) + (f" ({n} of {len(plan.seeds)} seeds)" if 0 < n < len(plan.seeds) else "")
-
-
 for (ds, frac), g in (small.groupby(["dataset", "label_fraction"]) if not small.empty else []):
     a = g[g["model"] == E.VIT_SOM_CLS].set_index("seed")["top1"]
     b = g[g["model"] == E.VIT_CLS].set_index("seed")["top1"]
@@ -147,12 +139,13 @@ for (ds, frac), g in (small.groupby(["dataset", "label_fraction"]) if not small.
     row = {"dataset": E.DATASET_NAMES[ds], "label fraction": frac,
            "labelled training images": int(g["train_samples"].iloc[0]),
            "epochs (steps)": f"{int(g['epochs'].iloc[0])} ({int(g['steps'].iloc[0])})",
-           "ViT-SOM-cls top-1": fmt_seeds(a.tolist()), "ViT-cls top-1": fmt_seeds(b.tolist()),
+           "ViT-SOM-cls top-1": B.cell(df, "top1", model=E.VIT_SOM_CLS, dataset=ds, label_fraction=frac),
+           "ViT-cls top-1": B.cell(df, "top1", model=E.VIT_CLS, dataset=ds, label_fraction=frac),
            "difference (paired)": B.fmt(m, s, n, digits=4)}
     k = g[g["model"] == E.VIT_SOM_CLS_K].set_index("seed")["top1"]
     if len(k):
         pk = (k - b).dropna()
-        row["γ×K top-1"] = fmt_seeds(k.tolist())
+        row["γ×K top-1"] = B.cell(df, "top1", model=E.VIT_SOM_CLS_K, dataset=ds, label_fraction=frac)
         mk, sk, nk = B.mean_std(pk.tolist())
         row["γ×K difference (paired)"] = B.fmt(mk, sk, nk, digits=4)
         if nk:
@@ -164,7 +157,7 @@ for (ds, frac), g in (small.groupby(["dataset", "label_fraction"]) if not small.
         if len(rk):
             row["γ×K pull"] = f"{rk.mean():.1e}"
     if (g["model"] == E.RESNET).any():
-        row["ResNet34 top-1"] = fmt_seeds(g[g["model"] == E.RESNET]["top1"].tolist())
+        row["ResNet34 top-1"] = B.cell(df, "top1", model=E.RESNET, dataset=ds, label_fraction=frac)
     rows.append(row)
     if n:
         diffs.append((frac, m, s, E.DATASET_NAMES[ds]))
