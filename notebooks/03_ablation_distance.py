@@ -99,7 +99,7 @@ def ablation_row(key, g) -> dict:
 
 
 df = label_inputs(df)
-rows = [ablation_row(k, g) | {"status": ", ".join(sorted(set(g["status"])))}
+rows = [ablation_row(k, g) | {"seeds": B.seeds_cell(g), "status": ", ".join(sorted(set(g["status"])))}
         for k, g in (df.groupby(BY, sort=False) if not df.empty else [])]
 B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric and SOM input ablation (ours only; "
              "the paper reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))

@@ -88,7 +88,7 @@ def grid_row(key, g) -> dict:
     return row
 
 
-rows = [grid_row(k, g) for k, g in (df.groupby(BY, sort=False) if not df.empty else [])]
+rows = [grid_row(k, g) | {"seeds": B.seeds_cell(g)} for k, g in (df.groupby(BY, sort=False) if not df.empty else [])]
 B.show_table(pd.DataFrame(rows), "tbl-ablation-grid", "Map size ablation (ours; paper purity where it has one)",
              note=PROV + ". " + B.missing_note(outcomes))
 

@@ -102,7 +102,7 @@ def gamma_row(key, g) -> dict:
     return row | B.metric_cells(g, METRICS, digits=4, scientific=SCIENTIFIC)
 
 
-rows = [gamma_row(k, g) | {"status": ", ".join(sorted(set(g["status"])))}
+rows = [gamma_row(k, g) | {"seeds": B.seeds_cell(g), "status": ", ".join(sorted(set(g["status"])))}
         for k, g in (df.groupby(BY, sort=False) if not df.empty else [])]
 B.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε ablation (ours only; the paper "
              "reports no numbers for it)", note=PROV + ". " + B.missing_note(outcomes))

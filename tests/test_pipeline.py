@@ -502,6 +502,14 @@ def test_metric_cells_formats_each_column_of_a_group():
     assert B.metric_cells(g.iloc[:1], [("purity", "P"), ("units_used", "U")], digits=2) == {"P": "0.90", "U": "10"}
 
 
+def test_seeds_cell_counts_the_planned_runs_that_have_a_record():
+    import pandas as pd
+    g = pd.DataFrame({"status": ["existing", "trained", "not-run", "no-data", "existing"]})
+    assert B.seeds_cell(g) == "3 of 5"
+    assert B.seeds_cell(g[g["status"] == "not-run"]) == "0 of 1"
+    assert B.seeds_cell(pd.DataFrame({"purity": [0.9, 0.8]})) == "2 of 2"     # a frame of records only
+
+
 def test_missing_note_names_the_missing_seeds_of_partial_runs():
     def oc(preset, seed, rec, ov=()):
         return E.Outcome(E.Run(preset, ov, seed), "existing" if rec else "not-run", {"k": 1} if rec else None,

@@ -303,6 +303,12 @@ def full_recipe_frame(notebook: str, plan: Plan):
     return df
 
 
+def seeds_cell(g: pd.DataFrame) -> str:
+    """How many of a table row's planned runs (``g``: one row per seed) have a record: ``"3 of 5"``."""
+    got = int(g["status"].isin(["existing", "trained"]).sum()) if "status" in g.columns else len(g)
+    return f"{got} of {len(g)}"
+
+
 def recorded_groups(frame, by: Sequence[str]):
     """The groups of ``frame`` (planned runs, one row per seed) that have at least one record, in
     order: yields ``(key, the group's recorded rows, the group's number of planned runs)``."""
@@ -355,8 +361,8 @@ def missing_note(outcomes: Sequence[Outcome]) -> str:
         return " ".join((k[0], *k[1])) + part
     if not miss:
         return "Every planned run has a record."
-    return ("Runs without a record (a cell with none shows —; a cell with some averages those it has, and says how "
-            "many): " + "; ".join(f"{', '.join(sorted(name(k, v) for k, v in p.items()))} ({why})"
+    return ("Runs without a record (a cell with none shows —; a cell with some averages those it has, and its row or "
+            "the cell itself says how many): " + "; ".join(f"{', '.join(sorted(name(k, v) for k, v in p.items()))} ({why})"
                                   for why, p in miss.items()) + ".")
 
 
