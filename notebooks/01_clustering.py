@@ -503,7 +503,7 @@ LENGTH_METRICS = [("purity", "purity"), ("chance_purity", "chance purity"), ("pu
 rows = []
 for (ds, n), g in (ldf.groupby(["dataset", "epochs"], sort=True) if not ldf.empty else []):
     ok = g[g["status"].isin(["existing", "trained"])]
-    rows.append({"dataset": E.DATASET_NAMES[ds], "epochs": int(n), "seeds": f"{len(ok)} of {len(g)}",
+    rows.append({"dataset": E.DATASET_NAMES[ds], "epochs": int(n), "seeds": B.seeds_cell(g),
                  "profile": ", ".join(sorted(set(ok["profile"].dropna()))) if "profile" in ok else "—"}
                 | B.metric_cells(ok, LENGTH_METRICS)
                 | {"train time per run (s)": B.fmt(*B.mean_std(ok.get("train_time_s", pd.Series()).tolist()),

@@ -507,7 +507,6 @@ def test_seeds_cell_counts_the_planned_runs_that_have_a_record():
     g = pd.DataFrame({"status": ["existing", "trained", "not-run", "no-data", "existing"]})
     assert B.seeds_cell(g) == "3 of 5"
     assert B.seeds_cell(g[g["status"] == "not-run"]) == "0 of 1"
-    assert B.seeds_cell(pd.DataFrame({"purity": [0.9, 0.8]})) == "2 of 2"     # a frame of records only
 
 
 def test_missing_note_names_the_missing_seeds_of_partial_runs():

@@ -16,6 +16,9 @@ from .records import bf16_som_distances
 
 # ----------------------------------------------------------------------------- records → tables
 
+RECORDED = ("existing", "trained")   # the statuses of a planned run that has a record
+
+
 def device_label(rec: dict) -> str:
     d = rec.get("device", {})
     if d.get("type") == "cuda":
@@ -190,7 +193,7 @@ def collapsed(df, by: Sequence[str], max_units: int = 2) -> list[tuple[Any, Any]
     most ``max_units`` units, so purity is just the largest class's share."""
     if df is None or df.empty or "units_used" not in df.columns:
         return []
-    have = df[df["status"].isin(["existing", "trained"]) & df["units_used"].notna()]
+    have = df[df["status"].isin(RECORDED) & df["units_used"].notna()]
     return [(k, g) for k, g in have.groupby(list(by), sort=False) if g["units_used"].max() <= max_units]
 
 
@@ -304,9 +307,9 @@ def full_recipe_frame(notebook: str, plan: Plan):
 
 
 def seeds_cell(g: pd.DataFrame) -> str:
-    """How many of a table row's planned runs (``g``: one row per seed) have a record: ``"3 of 5"``."""
-    got = int(g["status"].isin(["existing", "trained"]).sum()) if "status" in g.columns else len(g)
-    return f"{got} of {len(g)}"
+    """How many of a table row's planned runs (``g``: one row per seed, with its ``status``) have a
+    record: ``"3 of 5"``."""
+    return f"{int(g['status'].isin(RECORDED).sum())} of {len(g)}"
 
 
 def recorded_groups(frame, by: Sequence[str]):
@@ -315,7 +318,7 @@ def recorded_groups(frame, by: Sequence[str]):
     if frame is None or frame.empty:
         return
     for key, g in frame.groupby(list(by), sort=False):
-        got = g[g["status"].isin(["existing", "trained"])]
+        got = g[g["status"].isin(RECORDED)]
         if len(got):
             yield key, got, len(g)
 
