@@ -216,3 +216,60 @@ if not have.empty:
                   f"(mean ± std over seeds). {PROV}.")
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))
+
+# %% [markdown]
+# ## The reconstruction at full length: γ or the seed?
+#
+# Which moves the autoencoder's reconstruction error more: γ, or the seed (initial weights and data
+# order)? The table and figure gather every full-length run of this page by seed. The figure draws
+# their training L1, one colour per seed: if the curves bunch by colour, the seed decides how the
+# autoencoder trains, whatever the γ setting.
+
+# %% tags=["hide-input"]
+L1_MARK = 0.05    # "has left the plateau": the first epoch whose mean training L1 is below this value
+
+
+def span(values, form: str) -> str:
+    """"lo–hi" of some numbers, or the one value when they are all equal."""
+    lo, hi = form.format(min(values)), form.format(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+full_outs = outcomes if plan.profile == "paper" else B.full_recipe_outcomes("05_ablation_gamma", plan)[1]
+full_recs = [o for o in full_outs if o.record is not None and o.record.get("history")]
+drawn = False
+for ds in sorted({o.run.dataset for o in full_recs}):
+    recs = sorted((o for o in full_recs if o.run.dataset == ds), key=lambda o: o.run.seed)
+    by_seed: dict[int, list] = {}
+    for o in recs:
+        by_seed.setdefault(o.run.seed, []).append(o.record)
+    if len(by_seed) < 2:
+        continue
+    rows = []
+    for seed, rs in by_seed.items():
+        l1 = [r["metrics"]["recon_l1"] for r in rs]
+        left = [next((h["epoch"] + 1 for h in r["history"] if h.get("task_loss", np.inf) < L1_MARK), None) for r in rs]
+        reached = sorted(e for e in left if e is not None)
+        rows.append({"seed": seed, "runs (γ settings)": len(rs), "eval L1": span(l1, "{:.4f}"),
+                     f"epoch the training L1 first fell below {L1_MARK:g}":
+                         (span(reached, "{}") if reached else "never")
+                         + (f" ({len(rs) - len(reached)} never)" if reached and len(reached) < len(rs) else "")})
+    seed_means = [np.mean([r["metrics"]["recon_l1"] for r in rs]) for rs in by_seed.values()]
+    within = max(max(r["metrics"]["recon_l1"] for r in rs) - min(r["metrics"]["recon_l1"] for r in rs)
+                 for rs in by_seed.values())
+    epochs = int(max(r["config"]["train"]["epochs"] for rs in by_seed.values() for r in rs))
+    display(Markdown(
+        f"**{E.DATASET_NAMES[ds]}, {epochs} epochs ({len(recs)} runs of this page with a record).** The per-seed "
+        f"mean of the eval L1 spans {min(seed_means):.4f}–{max(seed_means):.4f} across seeds, while within one "
+        f"seed the γ settings span at most {within:.4f}."))
+    B.show_table(pd.DataFrame(rows), f"tbl-gamma-l1-by-seed-{ds}", f"Eval L1 and the training L1's plateau by seed, "
+                 f"over every γ setting ({E.DATASET_NAMES[ds]}, {epochs} epochs)", note=B.provenance(B.frame(recs)))
+    f = P.grouped_curves_figure({f"seed {s}": [r["history"] for r in rs] for s, rs in by_seed.items()},
+                                ylabel="reconstruction L1 (epoch mean)", logy=True,
+                                title=f"Training L1 of every γ setting, coloured by seed ({E.DATASET_NAMES[ds]})")
+    B.show_figure(f, f"fig-gamma-l1-by-seed-{ds}", "Per-epoch training L1 of every full-length run of this page "
+                  f"(each γ, warm-up and ε setting), one colour per seed, log scale ({E.DATASET_NAMES[ds]}, "
+                  f"{epochs} epochs). {B.provenance(B.frame(recs))}.")
+    drawn = True
+if not drawn:
+    display(Markdown("No full-length run of this page has records of two seeds yet, so the curves are not drawn."))

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -344,6 +344,20 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
                 text = paragraphs[f"{title} at full length (USPS)"]
                 assert f"units, {n} seed" in text and "against the recipe's (γ = 0.005 with warm-up)" in text
                 assert "units, 5 seeds" in text, text
+            l1_by_seed = defaultdict(list)                             # every full-length run of the page, by seed
+            for r in usps:
+                c = r["config"]
+                if (c["split"], c["train"]["epochs"], c["som"]["height"], c["som"]["distance"],
+                        c["som"]["som_input"]) == ("all", 500, 40, "cosine", "patches"):
+                    l1_by_seed[r["seed"]].append(r["metrics"]["recon_l1"])
+            assert len(l1_by_seed) >= 2                                # committed: seeds 0–4 of the recipe
+            l1_table = html[html.index('data-vitsom-table="tbl-gamma-l1-by-seed-usps"'):]
+            l1_table = l1_table[:l1_table.index("</table>")]
+            for seed, l1 in l1_by_seed.items():
+                lo, hi = f"{min(l1):.4f}", f"{max(l1):.4f}"
+                assert f"<td>{seed}</td>\n      <td>{len(l1)}</td>\n      <td>{lo if lo == hi else lo + '–' + hi}</td>" \
+                    in l1_table, (seed, l1_table)
+            assert 'data-vitsom-figure="fig-gamma-l1-by-seed-usps"' in html
     assert not (tmp_path / "results" / "smoke").exists()                   # nothing was trained
 
 
@@ -599,6 +613,18 @@ def test_loss_curves_draw_each_history_and_the_reference_line():
     np.testing.assert_allclose(left.lines[0].get_ydata(), [1.0, 0.5, 1 / 3, 0.25])
     assert list(left.lines[2].get_ydata()) == [0.4, 0.4] and len(right.lines) == 1
     assert (left.get_title(), left.get_ylabel()) == ("MNIST", "L1")
+    fig.savefig(os.devnull, format="png")
+
+
+def test_grouped_curves_colour_by_group_with_one_legend_entry_each():
+    h = [{"epoch": e, "task_loss": 1.0 / (e + 1)} for e in range(4)]
+    fig = P.grouped_curves_figure({"seed 0": [h, h[:3]], "seed 2": [h]}, ylabel="L1", logy=True)
+    (ax,) = fig.axes
+    assert len(ax.lines) == 3
+    assert ax.lines[0].get_color() == ax.lines[1].get_color() != ax.lines[2].get_color()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["seed 0 (2 runs)", "seed 2 (1 run)"]
+    np.testing.assert_allclose(ax.lines[1].get_xdata(), [1, 2, 3])                # epochs counted from 1
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "L1"
     fig.savefig(os.devnull, format="png")
 
 

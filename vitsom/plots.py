@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullFormatter, ScalarFormatter
 
 OURS_COLOUR = "#d62728"
 PAPER_OURS_COLOUR = "#ff7f0e"
@@ -345,6 +345,34 @@ def difference_figure(fractions: Sequence[float], means: Sequence[float], stds: 
         ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
+    return fig
+
+
+def grouped_curves_figure(groups: dict[str, Sequence[list[dict]]], key: str = "task_loss", ylabel: str = "",
+                          title: str = "", logy: bool = False) -> Figure:
+    """Per-epoch training curves of many runs in one panel, one colour per group (e.g. per seed), one
+    legend entry per group: ``{group label: [record history, ...]}``. If the curves bunch by colour,
+    the groups (not whatever else differs between the runs) decide the curve."""
+    fig = _fig(6.4, 3.8)
+    ax = fig.subplots()
+    colours = [f"C{i % 10}" for i in range(len(groups))]
+    for colour, (name, histories) in zip(colours, groups.items()):
+        for i, h in enumerate(histories):
+            ep = [r["epoch"] + 1 for r in h if key in r]
+            ax.plot(ep, [r[key] for r in h if key in r], lw=1.0, alpha=0.75, color=colour,
+                    label=f"{name} ({len(histories)} run{'s' if len(histories) != 1 else ''})" if i == 0 else None)
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))     # 0.04, not 4 × 10⁻²
+        ax.yaxis.set_minor_formatter(FuncFormatter(                 # label 2, 4 and 6 × 10ᵏ only
+            lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** np.floor(np.log10(v))) in (2, 4, 6) else ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or key)
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if groups:
+        ax.legend(fontsize=8)
     return fig
 
 
