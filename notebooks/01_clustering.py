@@ -147,7 +147,8 @@ B.show_table(pd.DataFrame(rows), "tbl-clustering-purity", "Clustering purity (SO
 
 # %% tags=["hide-input"]
 # In a build of another profile: the runs of the paper's full recipe (paper profile) that have a record.
-full_df = B.full_recipe_frame("01_clustering", plan)
+full_read = None if plan.profile == "paper" else B.full_recipe_outcomes("01_clustering", plan)
+full_df = B.full_recipe_frame("01_clustering", plan, read=full_read)
 full_have = full_df[full_df["status"] == "existing"] if not full_df.empty else full_df
 if not full_have.empty:
     B.show_table(pd.DataFrame(purity_rows(full_df, recorded_only=True)), "tbl-clustering-purity-paper-profile",
@@ -387,8 +388,8 @@ DESOM_ROWS = (E.DESOM, E.DESOM_MSE, E.DESOM_LONG, E.DESOM_MSE_LONG)
 L1_ROWS = {E.DESOM: "", E.DESOM_LONG: ", 10,000 steps"}     # the rows whose training loss is the L1 drawn
 PLATEAU_SHARE = 0.9          # "has left the plateau": L1 below this share of the input-blind error
 desom_profile, desom_outcomes = plan.profile, outcomes
-if plan.profile != "paper":  # the full recipe's records if there are any, else this build's own
-    _, full_outcomes = B.full_recipe_outcomes("01_clustering", plan)
+if full_read is not None:  # the full recipe's records if there are any, else this build's own
+    _, full_outcomes = full_read
     if any(o.record is not None and o.run.model == E.DESOM for o in full_outcomes):
         desom_profile, desom_outcomes = "paper", full_outcomes
 desom_done = [o for o in desom_outcomes if o.record is not None and o.run.model in DESOM_ROWS]

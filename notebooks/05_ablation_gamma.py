@@ -109,7 +109,8 @@ B.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε 
 
 # %% tags=["hide-input"]
 # In a build of another profile: the γ settings at the full recipe (paper profile) that have a record.
-full_df = B.full_recipe_frame("05_ablation_gamma", plan)
+full_read = None if plan.profile == "paper" else B.full_recipe_outcomes("05_ablation_gamma", plan)
+full_df = B.full_recipe_frame("05_ablation_gamma", plan, read=full_read)
 if not full_df.empty and "eps" not in full_df.columns:
     full_df["eps"] = E.DEFAULT_EPS
 full_rows = [gamma_row(k, g) | {"seeds": f"{len(g)} of {n}"} for k, g, n in B.recorded_groups(full_df, BY)]
@@ -235,7 +236,7 @@ def span(values, form: str) -> str:
     return lo if lo == hi else f"{lo}–{hi}"
 
 
-full_outs = outcomes if plan.profile == "paper" else B.full_recipe_outcomes("05_ablation_gamma", plan)[1]
+full_outs = outcomes if full_read is None else full_read[1]
 full_recs = [o for o in full_outs if o.record is not None and o.record.get("history")]
 drawn = False
 for ds in sorted({o.run.dataset for o in full_recs}):

@@ -289,16 +289,17 @@ def full_recipe_outcomes(notebook: str, plan: Plan) -> tuple[Plan, list[Outcome]
     return full, execute(runs(notebook, full), full, train_missing=False, log=lambda line: None)
 
 
-def full_recipe_frame(notebook: str, plan: Plan):
+def full_recipe_frame(notebook: str, plan: Plan, read: tuple[Plan, list[Outcome]] | None = None):
     """In a build of another profile: the page's runs planned for the **paper** profile (the full
     recipe), read from their records and never trained, as :func:`frame` rows (runs without a record
     included, so a cell can say "2 of 5 seeds"; ``planned_epochs`` is each run's length). Empty in a
     paper-profile build, where the page's own frame already is the full recipe, and when no
-    paper-profile run of the page has a record."""
+    paper-profile run of the page has a record. ``read``: what :func:`full_recipe_outcomes` already
+    returned for this page, so a page that needs the outcomes too reads the records once."""
     import pandas as pd
     if plan.profile == "paper":
         return pd.DataFrame()
-    full, outcomes = full_recipe_outcomes(notebook, plan)
+    full, outcomes = read if read is not None else full_recipe_outcomes(notebook, plan)
     if all(o.record is None for o in outcomes):
         return pd.DataFrame()
     df = frame(outcomes)
