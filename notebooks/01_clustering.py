@@ -147,7 +147,7 @@ B.show_table(pd.DataFrame(rows), "tbl-clustering-purity", "Clustering purity (SO
 
 # %% tags=["hide-input"]
 # In a build of another profile: the runs of the paper's full recipe (paper profile) that have a record.
-full_read = None if plan.profile == "paper" else B.full_recipe_outcomes("01_clustering", plan)
+full_read = B.full_recipe_outcomes("01_clustering", plan)  # None in a paper build
 full_df = B.full_recipe_frame("01_clustering", plan, read=full_read)
 full_have = full_df[full_df["status"] == "existing"] if not full_df.empty else full_df
 if not full_have.empty:

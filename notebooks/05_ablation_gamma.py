@@ -109,7 +109,7 @@ B.show_table(pd.DataFrame(rows), "tbl-ablation-gamma", "γ, warm-up and Adam-ε 
 
 # %% tags=["hide-input"]
 # In a build of another profile: the γ settings at the full recipe (paper profile) that have a record.
-full_read = None if plan.profile == "paper" else B.full_recipe_outcomes("05_ablation_gamma", plan)
+full_read = B.full_recipe_outcomes("05_ablation_gamma", plan)  # None in a paper build
 full_df = B.full_recipe_frame("05_ablation_gamma", plan, read=full_read)
 if not full_df.empty and "eps" not in full_df.columns:
     full_df["eps"] = E.DEFAULT_EPS

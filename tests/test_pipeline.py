@@ -258,7 +258,9 @@ def test_pages_of_other_builds_read_the_paper_profile_records_without_training(t
     assert B.full_recipe_frame("01_clustering", plan, read=read).equals(full)
     no_desom = (read[0], [o for o in read[1] if o.run.model != E.DESOM])
     assert B.full_recipe_frame("01_clustering", plan, read=no_desom).empty  # what it was given, not re-read
-    assert B.full_recipe_frame("01_clustering", E.Plan.make("paper", results=tmp_path / "results")).empty
+    paper_plan = E.Plan.make("paper", results=tmp_path / "results")
+    assert B.full_recipe_outcomes("01_clustering", paper_plan) is None      # its own outcomes are the recipe
+    assert B.full_recipe_frame("01_clustering", paper_plan).empty
     assert B.full_recipe_frame("01_clustering", E.Plan.make("smoke", results=tmp_path / "other")).empty
 
 

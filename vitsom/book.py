@@ -282,9 +282,13 @@ def run_page(notebook: str, profile: str, seeds=None, datasets=None, results_dir
     return plan, outcomes, df, provenance(df, plan)
 
 
-def full_recipe_outcomes(notebook: str, plan: Plan) -> tuple[Plan, list[Outcome]]:
-    """The page's runs planned for the **paper** profile (the full recipe) and their records, read and
-    never trained: ``(paper plan, outcomes)``, runs without a record included."""
+def full_recipe_outcomes(notebook: str, plan: Plan) -> tuple[Plan, list[Outcome]] | None:
+    """In a build of another profile: the page's runs planned for the **paper** profile (the full
+    recipe) and their records, read and never trained: ``(paper plan, outcomes)``, runs without a record
+    included. ``None`` in a paper-profile build, where the page's own outcomes already are the full
+    recipe (nothing is read twice)."""
+    if plan.profile == "paper":
+        return None
     full = Plan.make("paper", None, plan.datasets, plan.results, plan.extra, plan.data_root)
     return full, execute(runs(notebook, full), full, train_missing=False, log=lambda line: None)
 
@@ -299,9 +303,10 @@ def full_recipe_frame(notebook: str, plan: Plan, read: tuple[Plan, list[Outcome]
     import pandas as pd
     if plan.profile == "paper":
         return pd.DataFrame()
-    full, outcomes = read if read is not None else full_recipe_outcomes(notebook, plan)
-    if all(o.record is None for o in outcomes):
+    read = read if read is not None else full_recipe_outcomes(notebook, plan)
+    if read is None or all(o.record is None for o in read[1]):
         return pd.DataFrame()
+    full, outcomes = read
     df = frame(outcomes)
     df["planned_epochs"] = [o.run.config(full.profile, full.extra).train.epochs for o in outcomes]
     return df
