@@ -297,12 +297,11 @@ def full_recipe_frame(notebook: str, plan: Plan, read: tuple[Plan, list[Outcome]
     """In a build of another profile: the page's runs planned for the **paper** profile (the full
     recipe), read from their records and never trained, as :func:`frame` rows (runs without a record
     included, so a cell can say "2 of 5 seeds"; ``planned_epochs`` is each run's length). Empty in a
-    paper-profile build, where the page's own frame already is the full recipe, and when no
-    paper-profile run of the page has a record. ``read``: what :func:`full_recipe_outcomes` already
-    returned for this page, so a page that needs the outcomes too reads the records once."""
+    paper-profile build (:func:`full_recipe_outcomes` says ``None`` there: the page's own frame
+    already is the full recipe) and when no paper-profile run of the page has a record. ``read``:
+    what :func:`full_recipe_outcomes` already returned for this page, so a page that needs the
+    outcomes too reads the records once."""
     import pandas as pd
-    if plan.profile == "paper":
-        return pd.DataFrame()
     read = read if read is not None else full_recipe_outcomes(notebook, plan)
     if read is None or all(o.record is None for o in read[1]):
         return pd.DataFrame()
