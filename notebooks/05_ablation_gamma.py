@@ -160,8 +160,10 @@ def seed_noise(a: pd.DataFrame, b: pd.DataFrame) -> float:
     return B.seed_noise(B.mean_std(a["purity"].tolist()), B.mean_std(b["purity"].tolist()), floor=0.0)
 
 
-full_pairs = contrasts(df if plan.profile == "paper" else full_df)
+full_frame = df if plan.profile == "paper" else full_df
+full_pairs = contrasts(full_frame)
 short_pairs = contrasts(df) if plan.profile != "paper" else {}
+full_cells = {key: got for key, got, _ in B.recorded_groups(full_frame, BY)}
 for pair, (ref, alt) in full_pairs.items():
     (ds, _, _, _), (_, g_, warm, eps) = pair              # an ε pair shares γ and warm-up with its reference
     if eps != E.DEFAULT_EPS:
@@ -179,6 +181,15 @@ for pair, (ref, alt) in full_pairs.items():
             f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.{digits}f}, "
             + (f"more than twice the larger of the two cells' ± ({noise:.{digits}f}, the spread over their seeds)."
                if full_moves else f"within twice the larger of the two cells' ± ({noise:.{digits}f}, seed noise)."))
+    recipe_key = (ds, RECIPE_GAMMA, True, E.DEFAULT_EPS)
+    if eps != E.DEFAULT_EPS and (g_, warm) != (RECIPE_GAMMA, True) and recipe_key in full_cells:
+        recipe = full_cells[recipe_key]                  # does the small ε close the gap to the recipe?
+        to_recipe = alt["purity"].mean() - recipe["purity"].mean()
+        recipe_noise = seed_noise(recipe, alt)
+        text += (f" The recipe (γ = {RECIPE_GAMMA:g} with warm-up, ε = {E.DEFAULT_EPS:.0e}) scores "
+                 f"{cell_summary(recipe)}".replace("e-0", "e-") + f": {alt_name} at γ = {g_:g} is {to_recipe:+.3f} "
+                 f"from it, " + ("more than" if abs(to_recipe) > recipe_noise else "within")
+                 + f" twice the larger ± ({recipe_noise:.3f}).")
     if g_ == 0:
         text += (" At γ = 0 no gradient reaches the prototypes: they keep their random initial directions, so the "
                  "map is a fixed random partition of the autoencoder's latent space, and the difference is what "
