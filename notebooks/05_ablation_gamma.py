@@ -130,11 +130,16 @@ def setting_name(g_: float, warm: bool) -> str:
     return "no SOM loss (γ = 0)" if g_ == 0 else f"γ = {g_:g} {'with' if warm else 'without'} warm-up"
 
 
-def contrasts(frame: pd.DataFrame) -> dict[tuple, tuple[pd.DataFrame, pd.DataFrame]]:
+def recorded_cells(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """Key as in BY → that setting's recorded rows, for every setting with at least one record."""
+    return {key: got for key, got, _ in B.recorded_groups(frame, BY)}
+
+
+def contrasts(cells: dict[tuple, pd.DataFrame]) -> dict[tuple, tuple[pd.DataFrame, pd.DataFrame]]:
     """(reference key, changed key) → (reference rows, changed rows), keys as in BY, for every recorded
-    setting whose reference is recorded too: ε = 1e-12 against the same γ and warm-up at the default ε,
-    any other default-ε setting against the recipe (γ = RECIPE_GAMMA with warm-up)."""
-    cells = {key: got for key, got, _ in B.recorded_groups(frame, BY)}
+    setting (``cells``, from :func:`recorded_cells`) whose reference is recorded too: ε = 1e-12 against
+    the same γ and warm-up at the default ε, any other default-ε setting against the recipe (γ =
+    RECIPE_GAMMA with warm-up)."""
     out = {}
     for (ds, g_, warm, eps), got in cells.items():
         if eps != E.DEFAULT_EPS:
@@ -160,10 +165,9 @@ def seed_noise(a: pd.DataFrame, b: pd.DataFrame) -> float:
     return B.seed_noise(B.mean_std(a["purity"].tolist()), B.mean_std(b["purity"].tolist()), floor=0.0)
 
 
-full_frame = df if plan.profile == "paper" else full_df
-full_pairs = contrasts(full_frame)
-short_pairs = contrasts(df) if plan.profile != "paper" else {}
-full_cells = {key: got for key, got, _ in B.recorded_groups(full_frame, BY)}
+full_cells = recorded_cells(df if plan.profile == "paper" else full_df)
+full_pairs = contrasts(full_cells)
+short_pairs = contrasts(recorded_cells(df)) if plan.profile != "paper" else {}
 for pair, (ref, alt) in full_pairs.items():
     (ds, _, _, _), (_, g_, warm, eps) = pair              # an ε pair shares γ and warm-up with its reference
     if eps != E.DEFAULT_EPS:
@@ -186,10 +190,11 @@ for pair, (ref, alt) in full_pairs.items():
         recipe = full_cells[recipe_key]                  # does the small ε close the gap to the recipe?
         to_recipe = alt["purity"].mean() - recipe["purity"].mean()
         recipe_noise = seed_noise(recipe, alt)
+        rd = 3 if round(abs(to_recipe), 3) != round(recipe_noise, 3) else 4
         text += (f" The recipe (γ = {RECIPE_GAMMA:g} with warm-up, ε = {E.DEFAULT_EPS:.0e}) scores "
-                 f"{cell_summary(recipe)}".replace("e-0", "e-") + f": {alt_name} at γ = {g_:g} is {to_recipe:+.3f} "
+                 f"{cell_summary(recipe)}".replace("e-0", "e-") + f": {alt_name} at γ = {g_:g} is {to_recipe:+.{rd}f} "
                  f"from it, " + ("more than" if abs(to_recipe) > recipe_noise else "within")
-                 + f" twice the larger ± ({recipe_noise:.3f}).")
+                 + f" twice the larger ± ({recipe_noise:.{rd}f}).")
     if g_ == 0:
         text += (" At γ = 0 no gradient reaches the prototypes: they keep their random initial directions, so the "
                  "map is a fixed random partition of the autoencoder's latent space, and the difference is what "
