@@ -185,6 +185,9 @@ for pair, (ref, alt) in full_pairs.items():
             f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.{digits}f}, "
             + (f"more than twice the larger of the two cells' ± ({noise:.{digits}f}, the spread over their seeds)."
                if full_moves else f"within twice the larger of the two cells' ± ({noise:.{digits}f}, seed noise)."))
+    paired = B.seed_by_seed(ref, alt)                    # the same seeds side by side, where both cells ran them
+    if paired:
+        text += f" Seed by seed, {alt_name} is {paired}."
     recipe_key = (ds, RECIPE_GAMMA, True, E.DEFAULT_EPS)
     if eps != E.DEFAULT_EPS and (g_, warm) != (RECIPE_GAMMA, True) and recipe_key in full_cells:
         recipe = full_cells[recipe_key]                  # does the small ε close the gap to the recipe?

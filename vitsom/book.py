@@ -104,6 +104,26 @@ def seed_noise(*cells: tuple[float, float, int], floor: float = 0.01) -> float:
     return max(2 * max((s if n > 1 else 0.0) for _, s, n in cells), floor)
 
 
+def seed_by_seed(ref: pd.DataFrame, alt: pd.DataFrame, metric: str = "purity", digits: int = 3) -> str:
+    """How ``alt`` compares with ``ref`` on the seeds both ran (a paired view of two cells), e.g.
+    ``higher in all 5 seeds both ran (by 0.005 to 0.018)``; ``""`` when they share fewer than 2 seeds.
+    A difference that rounds to 0 at ``digits`` counts as level (never "higher … by 0.000")."""
+    a = alt.groupby("seed")[metric].mean()
+    d = (a - ref.groupby("seed")[metric].mean()).dropna().round(digits) + 0.0    # + 0.0: no "-0.000"
+    n, up, down = len(d), int((d > 0).sum()), int((d < 0).sum())
+    if n < 2:
+        return ""
+    if up == n:
+        return f"higher in all {n} seeds both ran (by {d.min():.{digits}f} to {d.max():.{digits}f})"
+    if down == n:
+        return f"lower in all {n} seeds both ran (by {-d.max():.{digits}f} to {-d.min():.{digits}f})"
+    if up == down == 0:
+        return f"level in all {n} seeds both ran"
+    counts = [f"{word} in {k}" for word, k in (("higher", up), ("lower", down), ("level", n - up - down)) if k]
+    return (f"{counts[0]} of the {n} seeds both ran{''.join(', ' + c for c in counts[1:])} "
+            f"(differences {d.min():+.{digits}f} to {d.max():+.{digits}f})")
+
+
 def levels_off_at(by_length: dict[int, tuple[float, float, int]]) -> int:
     """The shortest training length from which every longer one's mean is within :func:`seed_noise`
     of the longest's; the longest itself when the length before it is not."""
