@@ -498,15 +498,16 @@ def test_seed_by_seed_pairs_only_the_seeds_both_cells_ran():
     import pandas as pd
     ref = pd.DataFrame({"seed": [0, 1, 2, 3], "purity": [0.90, 0.95, 0.93, 0.99]})
     alt = pd.DataFrame({"seed": [2, 1, 0, 4], "purity": [0.96, 0.955, 0.91, 0.50]})   # other order; seed 4 unpaired
-    assert B.seed_by_seed(ref, alt) == "higher in all 3 seeds both ran (by 0.005 to 0.030)"
-    assert B.seed_by_seed(alt, ref) == "lower in all 3 seeds both ran (by 0.005 to 0.030)"
+    assert B.seed_by_seed(ref, alt) == "higher on each of the 3 seeds both cells ran (by 0.005 to 0.030)"
+    assert B.seed_by_seed(alt, ref) == "lower on each of the 3 seeds both cells ran (by 0.005 to 0.030)"
     mixed = alt.assign(purity=[0.95, 0.95, 0.89, 0.5])                     # seed 2 +0.02, seed 1 level, seed 0 -0.01
-    assert B.seed_by_seed(ref, mixed) == ("higher in 1 of the 3 seeds both ran, lower in 1, level in 1 "
+    assert B.seed_by_seed(ref, mixed) == ("higher on 1 of the 3 seeds both cells ran, lower on 1, level on 1 "
                                           "(differences -0.010 to +0.020)")
     assert B.seed_by_seed(ref, alt[alt["seed"].isin([0, 4])]) == ""                   # one shared seed: no pairs
     tiny = ref.assign(purity=ref["purity"] + [0.0002, -0.0004, 0.02, 0.0])            # rounds to 0 at 3 digits: level
-    assert B.seed_by_seed(ref, tiny) == "higher in 1 of the 4 seeds both ran, level in 3 (differences +0.000 to +0.020)"
-    assert B.seed_by_seed(ref, tiny.assign(purity=ref["purity"])) == "level in all 4 seeds both ran"
+    assert B.seed_by_seed(ref, tiny) == ("higher on 1 of the 4 seeds both cells ran, level on 3 "
+                                         "(differences +0.000 to +0.020)")
+    assert B.seed_by_seed(ref, tiny.assign(purity=ref["purity"])) == "level on each of the 4 seeds both cells ran"
 
 
 def test_levels_off_at_finds_where_longer_training_stops_mattering():

@@ -106,7 +106,8 @@ def seed_noise(*cells: tuple[float, float, int], floor: float = 0.01) -> float:
 
 def seed_by_seed(ref: pd.DataFrame, alt: pd.DataFrame, metric: str = "purity", digits: int = 3) -> str:
     """How ``alt`` compares with ``ref`` on the seeds both ran (a paired view of two cells), e.g.
-    ``higher in all 5 seeds both ran (by 0.005 to 0.018)``; ``""`` when they share fewer than 2 seeds.
+    ``higher on each of the 5 seeds both cells ran (by 0.005 to 0.018)``; ``""`` when they share fewer
+    than 2 seeds.
     A difference that rounds to 0 at ``digits`` counts as level (never "higher … by 0.000")."""
     a = alt.groupby("seed")[metric].mean()
     d = (a - ref.groupby("seed")[metric].mean()).dropna().round(digits) + 0.0    # + 0.0: no "-0.000"
@@ -114,13 +115,13 @@ def seed_by_seed(ref: pd.DataFrame, alt: pd.DataFrame, metric: str = "purity", d
     if n < 2:
         return ""
     if up == n:
-        return f"higher in all {n} seeds both ran (by {d.min():.{digits}f} to {d.max():.{digits}f})"
+        return f"higher on each of the {n} seeds both cells ran (by {d.min():.{digits}f} to {d.max():.{digits}f})"
     if down == n:
-        return f"lower in all {n} seeds both ran (by {-d.max():.{digits}f} to {-d.min():.{digits}f})"
+        return f"lower on each of the {n} seeds both cells ran (by {-d.max():.{digits}f} to {-d.min():.{digits}f})"
     if up == down == 0:
-        return f"level in all {n} seeds both ran"
-    counts = [f"{word} in {k}" for word, k in (("higher", up), ("lower", down), ("level", n - up - down)) if k]
-    return (f"{counts[0]} of the {n} seeds both ran{''.join(', ' + c for c in counts[1:])} "
+        return f"level on each of the {n} seeds both cells ran"
+    counts = [f"{word} on {k}" for word, k in (("higher", up), ("lower", down), ("level", n - up - down)) if k]
+    return (f"{counts[0]} of the {n} seeds both cells ran{''.join(', ' + c for c in counts[1:])} "
             f"(differences {d.min():+.{digits}f} to {d.max():+.{digits}f})")
 
 
