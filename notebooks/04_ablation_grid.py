@@ -130,7 +130,7 @@ def size_paragraph(g: pd.DataFrame, ds: str, label: str, smoke: bool) -> str | N
     else:
         prev = sides[-2]
         step, noise = cells[hi][0] - cells[prev][0], B.seed_noise(cells[prev], cells[hi])
-        digits = 3 if round(abs(step), 3) != round(noise, 3) else 4       # never "0.010, more than 0.010"
+        digits = B.contrast_digits(step, noise)
         text += (f" It still {'rises' if step > 0 else 'falls'} from {prev}×{prev} to {hi}×{hi}, by {step:+.{digits}f}, "
                  f"more than seed noise ({noise:.{digits}f}).")
     ca, cb, pa, pb = at("chance_purity", lo), at("chance_purity", hi), at("purity_above_chance", lo), \

@@ -180,7 +180,7 @@ for pair, (ref, alt) in full_pairs.items():
     diff = alt["purity"].mean() - ref["purity"].mean()
     noise = seed_noise(ref, alt)
     full_moves = abs(diff) > noise
-    digits = 3 if round(abs(diff), 3) != round(noise, 3) else 4       # never "-0.008, more than 0.008"
+    digits = B.contrast_digits(diff, noise)
     text = (f"**{title}.** Trained {int(ref['epochs'].max())} epochs (the paper profile), {alt_name} scores "
             f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.{digits}f}, "
             + (f"more than twice the larger of the two cells' ± ({noise:.{digits}f}, the spread over their seeds)."
@@ -193,7 +193,7 @@ for pair, (ref, alt) in full_pairs.items():
         recipe = full_cells[recipe_key]                  # does the small ε close the gap to the recipe?
         to_recipe = alt["purity"].mean() - recipe["purity"].mean()
         recipe_noise = seed_noise(recipe, alt)
-        rd = 3 if round(abs(to_recipe), 3) != round(recipe_noise, 3) else 4
+        rd = B.contrast_digits(to_recipe, recipe_noise)
         text += (f" The recipe (γ = {RECIPE_GAMMA:g} with warm-up, ε = {E.DEFAULT_EPS:.0e}) scores "
                  f"{cell_summary(recipe)}".replace("e-0", "e-") + f": {alt_name} at γ = {g_:g} is {to_recipe:+.{rd}f} "
                  f"from it, " + ("more than" if abs(to_recipe) > recipe_noise else "within")

@@ -492,6 +492,7 @@ def test_mean_std_and_formatting():
     assert B.fmt(0.5, 0.0, 1) == "0.500"
     assert B.fmt(float("nan")) == "—"
     assert B.fmt_reported(0.955, 0.001) == "0.955 ± 0.001 (reported)"
+    assert B.contrast_digits(-0.0092, 0.0090) == 4 and B.contrast_digits(0.012, 0.009) == 3   # 0.009 vs 0.009: 4
 
 
 def test_seed_by_seed_pairs_only_the_seeds_both_cells_ran():

@@ -104,13 +104,19 @@ def seed_noise(*cells: tuple[float, float, int], floor: float = 0.01) -> float:
     return max(2 * max((s if n > 1 else 0.0) for _, s, n in cells), floor)
 
 
+def contrast_digits(diff: float, noise: float) -> int:
+    """Digits to print a difference and the seed noise it is judged against: 3, or 4 where both round
+    to the same 3-digit value (never "-0.008, more than 0.008")."""
+    return 3 if round(abs(diff), 3) != round(noise, 3) else 4
+
+
 def seed_by_seed(ref: pd.DataFrame, alt: pd.DataFrame, metric: str = "purity", digits: int = 3) -> str:
     """How ``alt`` compares with ``ref`` on the seeds both ran (a paired view of two cells), e.g.
     ``higher on each of the 5 seeds both cells ran (by 0.005 to 0.018)``; ``""`` when they share fewer
     than 2 seeds.
     A difference that rounds to 0 at ``digits`` counts as level (never "higher … by 0.000")."""
-    a = alt.groupby("seed")[metric].mean()
-    d = (a - ref.groupby("seed")[metric].mean()).dropna().round(digits) + 0.0    # + 0.0: no "-0.000"
+    d = alt.groupby("seed")[metric].mean() - ref.groupby("seed")[metric].mean()
+    d = d.dropna().round(digits) + 0.0                                           # + 0.0: no "-0.000"
     n, up, down = len(d), int((d > 0).sum()), int((d < 0).sum())
     if n < 2:
         return ""
