@@ -69,6 +69,7 @@ from IPython.display import Markdown, display  # noqa: E402
 
 from vitsom import experiments as E, book as B  # noqa: E402
 from vitsom import plots as P  # noqa: E402
+from vitsom import records as R  # noqa: E402
 from vitsom.config import get_preset  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -293,3 +294,35 @@ for ds in sorted({o.run.dataset for o in full_recs}):
     drawn = True
 if not drawn:
     display(Markdown("No full-length run of this page has records of two seeds yet, so the curves are not drawn."))
+
+# %% [markdown]
+# ### Repeats: the same run under another arithmetic order
+#
+# A few full-length runs were made twice with every config field equal, seed included, but another
+# CPU thread count, which changes the order of the floating-point sums. The tables above use only
+# each run's own record; its repeats live beside it (`results/<profile>/<preset>/repeats/`). Where a
+# run and its repeat differ, the difference is what the arithmetic order alone does to that run.
+
+# %% tags=["hide-input"]
+rep_rows, rep_recs = [], []
+for o in sorted(full_recs, key=lambda o: (o.run.dataset, o.run.seed)):
+    repeats = R.iter_repeats(o.record, plan.results)
+    pairs = [("the tables' record", o.record)] + [("repeat", x) for x in repeats] if repeats else []
+    for which, r in pairs:
+        c = r["config"]
+        left = next((h["epoch"] + 1 for h in r.get("history", []) if h.get("task_loss", np.inf) < L1_MARK), None)
+        rep_rows.append({"dataset": E.DATASET_NAMES[o.run.dataset], "seed": o.run.seed,
+                         "setting": setting_name(c["som"]["gamma"], c["som"]["gamma_warmup"])
+                         + f", Adam ε {c['train'].get('eps', E.DEFAULT_EPS):.0e}",
+                         "run": which, "device": B.device_label(r),
+                         f"epoch the training L1 first fell below {L1_MARK:g}": left or "never",
+                         "eval L1": f"{r['metrics']['recon_l1']:.4f}", "purity": f"{r['metrics']['purity']:.3f}",
+                         "units used": r["metrics"].get("units_used"),
+                         "wall time (min)": round(r.get("wall_time_s", np.nan) / 60),
+                         "commit": str(r.get("git", {}).get("commit", "?"))[:7]})
+        rep_recs.append(r)
+if rep_rows:
+    B.show_table(pd.DataFrame(rep_rows), "tbl-gamma-repeats", "Full-length runs of this page made twice, with only "
+                 "the arithmetic order (CPU thread count) changed", note=f"profile {rep_recs[0]['profile']}")
+else:
+    display(Markdown("No full-length run of this page has a repeat yet."))

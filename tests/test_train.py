@@ -363,3 +363,24 @@ def test_a_record_of_the_same_run_under_another_profile_is_that_runs_record(tmp_
     assert any("another profile" in line and str(record_path(quick, tmp_path)) in line for line in lines)
     with pytest.raises(vdata.DataNotFoundError):                         # force: trains, so it needs the data
         train(paper, results=tmp_path, data_root=tmp_path / "no-data-here", force=True, log=lines.append)
+
+
+def test_repeats_stay_out_of_the_tables_and_must_hold_the_same_config(tmp_path):
+    """A repeat (same config, another thread count) sits in ``repeats/`` beside the run's record:
+    the tables' reader skips it, ``iter_repeats`` finds it, and a file filed there with another
+    config is a clear error, not a silent mismatch."""
+    from vitsom.records import SCHEMA, atomic_write_json, iter_records, iter_repeats, record_path, repeats_dir
+    cfg = C.make_config("usps-clustering", "paper", 2)
+    rec = {"schema": SCHEMA, "profile": "paper", "preset": cfg.preset, "key": cfg.key(), "seed": 2,
+           "config": cfg.to_dict(), "metrics": {"purity": 0.95}, "device": {"cpu_threads": 2}}
+    atomic_write_json(record_path(cfg, tmp_path), rec)
+    assert iter_repeats(rec, tmp_path) == []
+    rep = dict(rec, metrics={"purity": 0.96}, device={"cpu_threads": 1})
+    atomic_write_json(repeats_dir(rec, tmp_path) / f"{cfg.key()}.1thread.json", rep)
+    assert [r["metrics"]["purity"] for r in iter_records(tmp_path)] == [0.95]        # the tables see one run
+    assert [r["device"]["cpu_threads"] for r in iter_repeats(rec, tmp_path)] == [1]
+    other = C.make_config("usps-clustering", "paper", 3)
+    atomic_write_json(repeats_dir(rec, tmp_path) / f"{cfg.key()}.wrong.json",
+                      dict(rec, key=other.key(), config=other.to_dict()))
+    with pytest.raises(ValueError, match="another config"):
+        iter_repeats(rec, tmp_path)

@@ -25,7 +25,7 @@ def device_label(rec: dict) -> str:
         return (f"cuda ({d.get('name', '?')}" + (", shared with other runs" if d.get("shared") else "")
                 + (", bf16 SOM distances" if bf16_som_distances(rec) else "") + ")")
     threads = d.get("cpu_threads")
-    return f"{d.get('type', '?')} ({d.get('name') or '?'}" + (f", {threads} threads)" if threads else ")")
+    return f"{d.get('type', '?')} ({d.get('name') or '?'}" + (f", {threads} thread{'s' * (threads != 1)})" if threads else ")")
 
 
 def record_row(rec: dict) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 A record is one JSON file per run at ``results/<profile>/<preset>/<key>.json`` holding the metrics
 and everything needed to say where they came from (config, seed, profile, git commit, device,
-wall time, peak memory). Writes are atomic (temp file + rename), so an interrupted run never leaves
-a half-written record.
+wall time, peak memory); a run made again under another arithmetic order (e.g. CPU thread
+count) is kept apart as a *repeat* (:func:`repeats_dir`). Writes are atomic (temp file + rename),
+so an interrupted run never leaves a half-written record.
 """
 from __future__ import annotations
 
@@ -174,6 +175,30 @@ def iter_records(results: str | os.PathLike | None = None, profile: str | None =
             continue
         rec["_path"] = str(p)
         yield rec
+
+
+def repeats_dir(rec: dict, results: str | os.PathLike | None = None) -> Path:
+    """Where repeats of the run ``rec`` live: ``results/<profile>/<preset>/repeats/``.
+
+    A repeat is the same config (same key, seed included) run again under another arithmetic
+    order, e.g. another CPU thread count. Tables use only the run's own record; its repeats, named
+    ``<key>.<tag>.json``, show how far a run moves when only the arithmetic changes."""
+    return results_root(results) / rec["profile"] / rec["preset"] / "repeats"
+
+
+def iter_repeats(rec: dict, results: str | os.PathLike | None = None) -> list[dict]:
+    """The repeats of the run ``rec`` (see :func:`repeats_dir`), each checked to be the same config."""
+    out = []
+    for p in sorted(repeats_dir(rec, results).glob(f"{rec['key']}.*.json")):
+        rep = load_record(p)
+        same = json.dumps(rep.get("config"), sort_keys=True, default=str) == json.dumps(
+            rec.get("config"), sort_keys=True, default=str)
+        if rep.get("key") != rec["key"] or not same:
+            raise ValueError(f"{p} is filed as a repeat of run {rec['key']} but holds another config "
+                             f"(key {rep.get('key')!r}); move it out of {p.parent}")
+        rep["_path"] = str(p)
+        out.append(rep)
+    return out
 
 
 _GIT_AT_IMPORT = _read_git()
