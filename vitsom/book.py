@@ -24,8 +24,9 @@ def device_label(rec: dict) -> str:
     if d.get("type") == "cuda":
         return (f"cuda ({d.get('name', '?')}" + (", shared with other runs" if d.get("shared") else "")
                 + (", bf16 SOM distances" if bf16_som_distances(rec) else "") + ")")
+    where = f"{d.get('type', '?')} ({d.get('name') or '?'}"
     threads = d.get("cpu_threads")
-    return f"{d.get('type', '?')} ({d.get('name') or '?'}" + (f", {threads} thread{'s' * (threads != 1)})" if threads else ")")
+    return where + (f", {threads} thread{'s' if threads != 1 else ''})" if threads else ")")
 
 
 def record_row(rec: dict) -> dict[str, Any]:
