@@ -250,6 +250,11 @@ else:
 L1_MARK = 0.05    # "has left the plateau": the first epoch whose mean training L1 is below this value
 
 
+def plateau_exit(rec: dict) -> int | None:
+    """The first epoch (1-based) whose mean training L1 is below L1_MARK; None if none is."""
+    return next((h["epoch"] + 1 for h in rec.get("history", []) if h.get("task_loss", np.inf) < L1_MARK), None)
+
+
 def span(values, form: str) -> str:
     """"lo–hi" of some numbers, or the one value when they are all equal."""
     lo, hi = form.format(min(values)), form.format(max(values))
@@ -269,7 +274,7 @@ for ds in sorted({o.run.dataset for o in full_recs}):
     rows = []
     for seed, rs in by_seed.items():
         l1 = [r["metrics"]["recon_l1"] for r in rs]
-        left = [next((h["epoch"] + 1 for h in r["history"] if h.get("task_loss", np.inf) < L1_MARK), None) for r in rs]
+        left = [plateau_exit(r) for r in rs]
         reached = sorted(e for e in left if e is not None)
         rows.append({"seed": seed, "runs (γ settings)": len(rs), "eval L1": span(l1, "{:.4f}"),
                      f"epoch the training L1 first fell below {L1_MARK:g}":
@@ -310,15 +315,14 @@ for o in sorted(full_recs, key=lambda o: (o.run.dataset, o.run.seed)):
     pairs = [("the tables' record", o.record)] + [("repeat", x) for x in repeats] if repeats else []
     for which, r in pairs:
         c = r["config"]
-        left = next((h["epoch"] + 1 for h in r.get("history", []) if h.get("task_loss", np.inf) < L1_MARK), None)
         rep_rows.append({"dataset": E.DATASET_NAMES[o.run.dataset], "seed": o.run.seed,
                          "setting": setting_name(c["som"]["gamma"], c["som"]["gamma_warmup"])
                          + f", Adam ε {c['train'].get('eps', E.DEFAULT_EPS):.0e}",
                          "run": which, "device": B.device_label(r),
-                         f"epoch the training L1 first fell below {L1_MARK:g}": left or "never",
+                         f"epoch the training L1 first fell below {L1_MARK:g}": plateau_exit(r) or "never",
                          "eval L1": f"{r['metrics']['recon_l1']:.4f}", "purity": f"{r['metrics']['purity']:.3f}",
                          "units used": r["metrics"].get("units_used"),
-                         "wall time (min)": round(r.get("wall_time_s", np.nan) / 60),
+                         "wall time (min)": round(r["wall_time_s"] / 60),
                          "commit": str(r.get("git", {}).get("commit", "?"))[:7]})
         rep_recs.append(r)
 if rep_rows:
