@@ -52,6 +52,13 @@ def test_training_raises_purity_and_is_deterministic(usps_root, isolated_results
     assert again["metrics"] == rec["metrics"]
     # an existing record is reused, not retrained
     assert train(short_cfg(), data_root=usps_root, device="cpu", progress=False)["created"] == again["created"]
+    # a repeat trains the run again into repeats/ with its own checkpoint folder; the record stays
+    from vitsom.records import iter_repeats
+    rep = train(short_cfg(), data_root=usps_root, device="cpu", progress=False, log=lambda s: None, repeat="again")
+    assert rep["metrics"] == rec["metrics"] and rep["repeat"] == "again"
+    assert json.loads(path.read_text())["created"] == again["created"]
+    assert [r["created"] for r in iter_repeats(again)] == [rep["created"]]
+    assert (isolated_results / "runs" / f"{cfg.key()}.again" / "model.pt").exists()
 
 
 def test_peak_rss_is_measured_per_run():
@@ -384,3 +391,8 @@ def test_repeats_stay_out_of_the_tables_and_must_hold_the_same_config(tmp_path):
                       dict(rec, key=other.key(), config=other.to_dict()))
     with pytest.raises(ValueError, match="another config"):
         iter_repeats(rec, tmp_path)
+    # train(repeat=...) refuses a tag that cannot be a file-name part, and a run without a record
+    with pytest.raises(ValueError, match="letters, digits"):
+        train(cfg, results=tmp_path, data_root=tmp_path / "no-data-here", repeat="1 thread")
+    with pytest.raises(ValueError, match="train it first without --repeat"):
+        train(other, results=tmp_path, data_root=tmp_path / "no-data-here", repeat="1thread")

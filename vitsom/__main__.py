@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--data", default=None, help="dataset folder (default: $VITSOM_DATA or ./data)")
     tr.add_argument("--results", default=None, help="results folder (default: ./results)")
     tr.add_argument("--force", action="store_true", help="rerun even if a record exists")
+    tr.add_argument("--repeat", default=None, metavar="TAG",
+                    help="train a run that has a record again (e.g. with another OMP_NUM_THREADS) and file it "
+                         "as results/<profile>/<preset>/repeats/<key>.TAG.json; the tables keep the record")
     tr.add_argument("--no-compile", action="store_true", help="never use torch.compile")
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("--together", action="store_true",
@@ -73,13 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         for cfg in cfgs:
             if args.no_compile:
                 cfg.train.compile = False
+        if args.together and args.repeat is not None:
+            raise ValueError("--repeat trains one run at a time; drop --together")
         if args.together and len(cfgs) > 1:
             from .multiseed import train_together
             recs = train_together(cfgs, results=args.results, data_root=args.data, device=args.device,
                                   force=args.force, progress=not args.no_progress)
         else:
             recs = [train(cfg, results=args.results, data_root=args.data, device=args.device,
-                          force=args.force, progress=not args.no_progress) for cfg in cfgs]
+                          force=args.force, progress=not args.no_progress, repeat=args.repeat) for cfg in cfgs]
         for rec in recs:
             print(json.dumps({"preset": rec["preset"], "seed": rec["seed"], "profile": rec["profile"],
                               "metrics": rec["metrics"], "wall_time_s": rec["wall_time_s"]}))

@@ -19,12 +19,13 @@ an epoch is an exact sum over the whole training set. The map is the :class:`Pix
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from .config import RunConfig
-from .records import atomic_torch_save, runs_root
+from .records import atomic_torch_save
 from .som import temperature_at
 
 
@@ -69,9 +70,9 @@ def sigma_at(epoch: int, epochs: int, t_max: float, t_min: float) -> float:
     return float(temperature_at(epoch, epochs, t_max, t_min))
 
 
-def train_batch_map(cfg: RunConfig, data, dev: torch.device, *, t_start: float, rss_window: bool, results=None,
-                    progress: bool = True, stop_after_steps: int | None = None, deadline: float | None = None,
-                    log: Callable[[str], None] = print) -> dict:
+def train_batch_map(cfg: RunConfig, data, dev: torch.device, *, t_start: float, rss_window: bool, out_path: Path,
+                    run_dir: Path, progress: bool = True, stop_after_steps: int | None = None,
+                    deadline: float | None = None, log: Callable[[str], None] = print) -> dict:
     """Train ``cfg`` (``model.arch = "som"``, ``train.optimizer = "batch-map"``) and return its record.
 
     One "step" is one epoch (one batch-map update over the whole training set). A checkpoint after
@@ -80,7 +81,7 @@ def train_batch_map(cfg: RunConfig, data, dev: torch.device, *, t_start: float, 
     from .train import build_model, finish_run
 
     key = cfg.key()
-    ckpt_path = runs_root() / key / "checkpoint.pt"
+    ckpt_path = run_dir / "checkpoint.pt"
     arrays = data.train
     if not isinstance(arrays, vdata.ImageArrays):
         raise ValueError(f"{cfg.preset}: the batch-map SOM needs an in-memory image dataset "
@@ -132,5 +133,5 @@ def train_batch_map(cfg: RunConfig, data, dev: torch.device, *, t_start: float, 
         bar.close()
     return finish_run(cfg, model, data, dev, None, None, history=history, total_steps=epochs,
                       batch_size=len(x), train_time=train_time, t_start=t_start, train_cpu=train_cpu,
-                      results=results, log=log,
+                      out_path=out_path, run_dir=run_dir, log=log,
                       rss_window=rss_window, extra={"algorithm": "Kohonen batch map (no gradient)"})

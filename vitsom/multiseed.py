@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from .config import RunConfig
-from .records import atomic_torch_save, existing_record_path, load_record, runs_root
+from .records import atomic_torch_save, existing_record_path, load_record, record_path, run_dir, runs_root
 from .taskdata import ArrayBatches, input_norm, load_task_data
 from .vit import written_out_attention
 from .train import (CheckpointClock, NonFiniteLossError, TrainingInterrupted, autocast_dtype, backward_with_fallback,
@@ -207,8 +207,8 @@ def train_together(cfgs: list[RunConfig], *, results=None, data_root=None, devic
                 p.copy_(params[n][i])
         rec = finish_run(c, model, data, dev, amp, norm, history=history[i], total_steps=total_steps,
                          batch_size=batches[i].batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
-                         results=results, log=log, extra={"trained_together": S, "torch_compile": compile_note(vloss),
-                                **clock.summary()},
+                         out_path=record_path(c, results), run_dir=run_dir(c), log=log,
+                         extra={"trained_together": S, "torch_compile": compile_note(vloss), **clock.summary()},
                          rss_window=rss_window)
         recs.append(rec)
     if ckpt_path.exists():

@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -184,6 +185,23 @@ def repeats_dir(rec: dict, results: str | os.PathLike | None = None) -> Path:
     order, e.g. another CPU thread count. Tables use only the run's own record; its repeats, named
     ``<key>.<tag>.json``, show how far a run moves when only the arithmetic changes."""
     return results_root(results) / rec["profile"] / rec["preset"] / "repeats"
+
+
+_REPEAT_TAG = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def repeat_path(cfg, tag: str, results: str | os.PathLike | None = None) -> Path:
+    """The record of repeat ``tag`` of ``cfg``'s run: ``repeats/<key>.<tag>.json`` (see :func:`repeats_dir`)."""
+    if not isinstance(tag, str) or not _REPEAT_TAG.fullmatch(tag):
+        raise ValueError(f"repeat tag {tag!r}: use only letters, digits, '-' and '_' (e.g. 2threads), "
+                         "since it becomes part of the file name <key>.<tag>.json")
+    return repeats_dir({"profile": cfg.profile, "preset": cfg.preset}, results) / f"{cfg.key()}.{tag}.json"
+
+
+def run_dir(cfg, repeat: str | None = None) -> Path:
+    """Checkpoint and weights folder of ``cfg``'s run, ``runs/<key>/``; a repeat gets its own,
+    ``runs/<key>.<tag>/``, so it never resumes from or overwrites the run it repeats."""
+    return runs_root() / (cfg.key() if repeat is None else f"{cfg.key()}.{repeat}")
 
 
 def iter_repeats(rec: dict, results: str | os.PathLike | None = None) -> list[dict]:

@@ -17,6 +17,7 @@ import resource
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -27,7 +28,7 @@ from . import data as vdata
 from .config import RunConfig
 from .evaluation import evaluate
 from .records import (SCHEMA, atomic_torch_save, atomic_write_json, device_info, existing_record_path, git_commit,
-                      load_record, now_iso, record_path, runs_root)
+                      load_record, now_iso, record_path, repeat_path, run_dir as run_dir_of, runs_root)
 from .som import gamma_at, temperature_at
 from .taskdata import ArrayBatches, LoaderBatches, TaskData, input_norm, labels_of, load_task_data
 from .vit import ViTSOM, count_parameters
@@ -310,7 +311,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
           progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
           stop_after_steps: int | None = None, deadline: float | None = None,
           skip_unfinishable: bool = False, log: Callable[[str], None] = print,
-          on_epoch: Callable[[dict], None] | None = None) -> dict:
+          on_epoch: Callable[[dict], None] | None = None, repeat: str | None = None) -> dict:
     """Train one configuration and return its run record (also written to ``results/``).
 
     An existing record for the same config key is returned as is unless ``force``. A checkpoint
@@ -324,18 +325,29 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     Ctrl-C or SIGTERM saves a checkpoint after the current step and raises
     :class:`TrainingInterrupted` (a second signal stops at once).
     ``on_epoch`` is called after every epoch with ``{"epoch", "epochs", "step", "total_steps",
-    "loss", "epoch_s"}`` (the pipeline turns it into progress lines on the terminal)."""
+    "loss", "epoch_s"}`` (the pipeline turns it into progress lines on the terminal).
+    ``repeat`` (a tag such as ``"2threads"``) trains a run that has a record again, under another
+    arithmetic order, and files the result as a repeat (:func:`vitsom.records.repeat_path`), with
+    its own checkpoint folder; the tables keep using the run's own record."""
     cfg.validate()
-    done = None if force else existing_record_path(cfg, results)   # its own, or the same run under another profile
+    if repeat is not None:
+        out_path = repeat_path(cfg, repeat, results)
+        if not record_path(cfg, results).exists():
+            raise ValueError(f"{cfg.preset} seed {cfg.seed}: a repeat repeats a run that has a record, and "
+                             f"{record_path(cfg, results)} does not exist; train it first without --repeat")
+        done = out_path if out_path.exists() and not force else None
+    else:
+        out_path = record_path(cfg, results)
+        done = None if force else existing_record_path(cfg, results)   # its own, or the same run under another profile
     if done is not None:
-        if done != record_path(cfg, results):
+        if repeat is None and done != out_path:
             log(f"[vitsom] {cfg.preset} seed {cfg.seed}: the same run has a record under another profile, {done} "
                 "(equal config but for the profile's name); force=True (--force) trains it again")
         return load_record(done)
     dev = resolve_device(device)
     amp = autocast_dtype(cfg, dev)
     key = cfg.key()
-    run_dir = runs_root() / key
+    run_dir = run_dir_of(cfg, repeat)
     ckpt_path = run_dir / "checkpoint.pt"
     t_start = time.perf_counter()
     rss_window = reset_peak_rss()
@@ -347,8 +359,8 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     data = load_task_data(cfg, data_root)
     if cfg.train.optimizer == "batch-map":      # the classical SOM: no gradient, no optimiser
         from .batch_som import train_batch_map
-        return train_batch_map(cfg, data, dev, t_start=t_start, rss_window=rss_window, results=results,
-                               progress=progress, stop_after_steps=stop_after_steps, deadline=deadline, log=log)
+        return train_batch_map(cfg, data, dev, t_start=t_start, rss_window=rss_window, out_path=out_path,
+                               run_dir=run_dir, progress=progress, stop_after_steps=stop_after_steps, deadline=deadline, log=log)
     norm = input_norm(cfg, dev)
     if isinstance(data.train, vdata.ImageArrays):
         batches = ArrayBatches(data.train, cfg.train.batch_size, dev, cfg.seed,
@@ -480,8 +492,9 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
 
     return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
                       batch_size=batches.batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
-                      results=results, log=log, rss_window=rss_window,
-                      extra={"torch_compile": compile_note(train_step.losses), **clock.summary()})
+                      out_path=out_path, run_dir=run_dir, log=log, rss_window=rss_window,
+                      extra={"torch_compile": compile_note(train_step.losses), **clock.summary(),
+                             **({"repeat": repeat} if repeat is not None else {})})
 
 
 def cannot_finish(epoch_s: float, epochs_left: int, epochs_timed: int, deadline: float | None,
@@ -512,12 +525,11 @@ def cpu_use(cpu_s: float | None, wall_s: float, threads: int | None = None) -> d
 def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.device, amp, norm, *,
                history: list, total_steps: int, batch_size: int, train_time: float, t_start: float,
                train_cpu: float | None = None,
-               results=None, log: Callable[[str], None] = print, extra: dict | None = None,
+               out_path: Path, run_dir: Path, log: Callable[[str], None] = print, extra: dict | None = None,
                rss_window: bool = False) -> dict:
-    """Evaluate a trained model, save its weights, write its run record atomically, drop the
-    checkpoint, and return the record."""
+    """Evaluate a trained model, save its weights in ``run_dir``, write its run record atomically to
+    ``out_path``, drop the checkpoint, and return the record."""
     key = cfg.key()
-    run_dir = runs_root() / key
     k = vdata.get_spec(cfg.dataset).num_classes if cfg.task == "clustering" and model.som is not None else 0
     eval_res = {}
     for name, arr in data.eval_sets.items():
@@ -548,7 +560,6 @@ def finish_run(cfg: RunConfig, model: nn.Module, data: TaskData, dev: torch.devi
         "inference_time_s": round(main["eval_time_s"], 3), "peak_memory": _peak_memory(dev, rss_window),
         "diagnostics": diagnostics, "created": now_iso(), **(extra or {}),
     }
-    out_path = record_path(cfg, results)
     atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict()}, run_dir / "model.pt")
     atomic_write_json(out_path, rec)
     ckpt_path = run_dir / "checkpoint.pt"
