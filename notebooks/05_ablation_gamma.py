@@ -305,8 +305,9 @@ if not drawn:
 #
 # A few full-length runs were made twice with every config field equal, seed included, but another
 # CPU thread count, which changes the order of the floating-point sums. The tables above use only
-# each run's own record; its repeats live beside it (`results/<profile>/<preset>/repeats/`). Where a
-# run and its repeat differ, the difference is what the arithmetic order alone does to that run.
+# each run's own record; its repeats live beside it (`results/<profile>/<preset>/repeats/`; make one
+# with `python -m vitsom train … --repeat TAG` under another `OMP_NUM_THREADS`). Where a run and its
+# repeat differ, the difference is what the arithmetic order alone does to that run.
 
 # %% tags=["hide-input"]
 rep_rows, rep_recs = [], []
