@@ -386,6 +386,10 @@ def test_repeats_stay_out_of_the_tables_and_must_hold_the_same_config(tmp_path):
     atomic_write_json(repeats_dir(rec, tmp_path) / f"{cfg.key()}.1thread.json", rep)
     assert [r["metrics"]["purity"] for r in iter_records(tmp_path)] == [0.95]        # the tables see one run
     assert [r["device"]["cpu_threads"] for r in iter_repeats(rec, tmp_path)] == [1]
+    # a record written before a field existed (absent = its default) still matches a repeat made since
+    old = dict(rec, config={**rec["config"], "train": {k: v for k, v in rec["config"]["train"].items()
+                                                         if k not in ("recon_loss", "checkpoint_every_s")}})
+    assert [r["device"]["cpu_threads"] for r in iter_repeats(old, tmp_path)] == [1]
     other = C.make_config("usps-clustering", "paper", 3)
     atomic_write_json(repeats_dir(rec, tmp_path) / f"{cfg.key()}.wrong.json",
                       dict(rec, key=other.key(), config=other.to_dict()))

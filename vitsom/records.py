@@ -205,12 +205,17 @@ def run_dir(cfg, repeat: str | None = None) -> Path:
 
 
 def iter_repeats(rec: dict, results: str | os.PathLike | None = None) -> list[dict]:
-    """The repeats of the run ``rec`` (see :func:`repeats_dir`), each checked to be the same config."""
+    """The repeats of the run ``rec`` (see :func:`repeats_dir`), each checked to be the same config:
+    its config must hash to ``rec``'s key. (Comparing the config dicts would be too strict: a record
+    written by older code lacks fields added since at their default, which the key leaves out.)"""
+    from .config import config_from_dict
     out = []
     for p in sorted(repeats_dir(rec, results).glob(f"{rec['key']}.*.json")):
         rep = load_record(p)
-        same = json.dumps(rep.get("config"), sort_keys=True, default=str) == json.dumps(
-            rec.get("config"), sort_keys=True, default=str)
+        try:
+            same = config_from_dict(rep["config"]).key() == rec["key"]
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{p} is filed as a repeat of run {rec['key']} but its config cannot be read ({e!r})")
         if rep.get("key") != rec["key"] or not same:
             raise ValueError(f"{p} is filed as a repeat of run {rec['key']} but holds another config "
                              f"(key {rep.get('key')!r}); move it out of {p.parent}")
