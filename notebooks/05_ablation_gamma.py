@@ -304,7 +304,8 @@ if not drawn:
 # ### Repeats: the same run under another arithmetic order
 #
 # A few full-length runs were made twice with every config field equal, seed included, but another
-# CPU thread count, which changes the order of the floating-point sums. The tables above use only
+# CPU thread count (and in one pair another CPU: the device column names both), which changes the
+# order of the floating-point sums. The tables above use only
 # each run's own record; its repeats live beside it (`results/<profile>/<preset>/repeats/`; make one
 # with `python -m vitsom train … --repeat TAG` under another `OMP_NUM_THREADS`). Where a run and its
 # repeat differ, the difference is what the arithmetic order alone does to that run.
@@ -328,6 +329,6 @@ for o in sorted(full_recs, key=lambda o: (o.run.dataset, o.run.seed)):
         rep_recs.append(r)
 if rep_rows:
     B.show_table(pd.DataFrame(rep_rows), "tbl-gamma-repeats", "Full-length runs of this page made twice, with only "
-                 "the arithmetic order (CPU thread count) changed", note=f"profile {rep_recs[0]['profile']}")
+                 "the arithmetic order (CPU thread count, CPU) changed", note=f"profile {rep_recs[0]['profile']}")
 else:
     display(Markdown("No full-length run of this page has a repeat yet."))
