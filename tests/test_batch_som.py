@@ -106,3 +106,8 @@ def test_classical_som_learns_and_resumes_exactly(usps_root, isolated_results):
     model_again, _ = load_trained(again)
     assert torch.equal(model_resumed.som.prototypes, model_again.som.prototypes)
     assert again["metrics"] == m
+    # a repeat of the batch map is filed apart and says so; the record stays
+    rep = train(cfg, repeat="again", **quiet)
+    assert rep["repeat"] == "again" and rep["metrics"] == m and rep["algorithm"].startswith("Kohonen batch map")
+    assert (isolated_results / "results" / "smoke" / cfg.preset / "repeats" / f"{cfg.key()}.again.json").exists()
+    assert train(cfg, **quiet)["created"] == again["created"]

@@ -71,12 +71,14 @@ def sigma_at(epoch: int, epochs: int, t_max: float, t_min: float) -> float:
 
 
 def train_batch_map(cfg: RunConfig, data, dev: torch.device, *, t_start: float, rss_window: bool, out_path: Path,
-                    run_dir: Path, progress: bool = True, stop_after_steps: int | None = None,
-                    deadline: float | None = None, log: Callable[[str], None] = print) -> dict:
+                    run_dir: Path, extra: dict | None = None, progress: bool = True,
+                    stop_after_steps: int | None = None, deadline: float | None = None,
+                    log: Callable[[str], None] = print) -> dict:
     """Train ``cfg`` (``model.arch = "som"``, ``train.optimizer = "batch-map"``) and return its record.
 
     One "step" is one epoch (one batch-map update over the whole training set). A checkpoint after
-    every epoch makes an interrupted run resume where it stopped, with the same result."""
+    every epoch makes an interrupted run resume where it stopped, with the same result. The record
+    goes to ``out_path`` (with ``extra``'s fields), the weights and checkpoint to ``run_dir``."""
     from . import data as vdata
     from .train import build_model, finish_run
 
@@ -134,4 +136,4 @@ def train_batch_map(cfg: RunConfig, data, dev: torch.device, *, t_start: float, 
     return finish_run(cfg, model, data, dev, None, None, history=history, total_steps=epochs,
                       batch_size=len(x), train_time=train_time, t_start=t_start, train_cpu=train_cpu,
                       out_path=out_path, run_dir=run_dir, log=log,
-                      rss_window=rss_window, extra={"algorithm": "Kohonen batch map (no gradient)"})
+                      rss_window=rss_window, extra={"algorithm": "Kohonen batch map (no gradient)", **(extra or {})})

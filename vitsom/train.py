@@ -336,9 +336,11 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
             raise ValueError(f"{cfg.preset} seed {cfg.seed}: a repeat repeats a run that has a record, and "
                              f"{record_path(cfg, results)} does not exist; train it first without --repeat")
         done = out_path if out_path.exists() and not force else None
+        marks = {"repeat": repeat}                  # the record says what it is, read on its own too
     else:
         out_path = record_path(cfg, results)
         done = None if force else existing_record_path(cfg, results)   # its own, or the same run under another profile
+        marks = {}
     if done is not None:
         if repeat is None and done != out_path:
             log(f"[vitsom] {cfg.preset} seed {cfg.seed}: the same run has a record under another profile, {done} "
@@ -360,7 +362,8 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     if cfg.train.optimizer == "batch-map":      # the classical SOM: no gradient, no optimiser
         from .batch_som import train_batch_map
         return train_batch_map(cfg, data, dev, t_start=t_start, rss_window=rss_window, out_path=out_path,
-                               run_dir=run_dir, progress=progress, stop_after_steps=stop_after_steps, deadline=deadline, log=log)
+                               run_dir=run_dir, extra=marks, progress=progress, stop_after_steps=stop_after_steps,
+                               deadline=deadline, log=log)
     norm = input_norm(cfg, dev)
     if isinstance(data.train, vdata.ImageArrays):
         batches = ArrayBatches(data.train, cfg.train.batch_size, dev, cfg.seed,
@@ -493,8 +496,7 @@ def train(cfg: RunConfig, *, results=None, data_root=None, device=None, force: b
     return finish_run(cfg, model, data, dev, amp, norm, history=history, total_steps=total_steps,
                       batch_size=batches.batch_size, train_time=train_time, t_start=t_start, train_cpu=train_cpu,
                       out_path=out_path, run_dir=run_dir, log=log, rss_window=rss_window,
-                      extra={"torch_compile": compile_note(train_step.losses), **clock.summary(),
-                             **({"repeat": repeat} if repeat is not None else {})})
+                      extra={"torch_compile": compile_note(train_step.losses), **clock.summary(), **marks})
 
 
 def cannot_finish(epoch_s: float, epochs_left: int, epochs_timed: int, deadline: float | None,
