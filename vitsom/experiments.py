@@ -566,10 +566,10 @@ def ensure_snapshots(run: Run, plan: Plan, train_missing: bool = True,
     Returns (epochs available, note). Weights live in the git-ignored ``runs/``, so a committed
     paper record may come without them: when ``train_missing``, the run is trained again into a
     scratch results folder (the committed record stays as it is) to recreate them."""
-    from .records import runs_root
+    from .records import run_dir
     cfg = run.config(plan.profile, plan.extra)
     want = snapshot_epochs(cfg.train.epochs)
-    d = runs_root() / cfg.key()
+    d = run_dir(cfg)
 
     def have() -> tuple[int, ...]:
         return tuple(e for e in want if (d / f"epoch_{e}.pt").exists())

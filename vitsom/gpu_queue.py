@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import make_config
-from .records import bf16_som_distances, existing_record_path, load_record, results_root, runs_root
+from .records import bf16_som_distances, existing_record_path, load_record, results_root, run_dir
 from .train import TrainingInterrupted
 
 SEEDS5 = (0, 1, 2, 3, 4)
@@ -286,7 +286,7 @@ def run_item(it: Item, todo: list, deadline: float, data, device, skip: bool, to
           f"({deadline - time.time():.0f}s left)", flush=True)
     together = together_ok and it.together and len(todo) > 1 and todo[0].model.arch == "vit" and \
         todo[0].som.distance != "manhattan" and \
-        not any((runs_root() / c.key() / "checkpoint.pt").exists() for c in todo)
+        not any((run_dir(c) / "checkpoint.pt").exists() for c in todo)
     solo = [c for c in todo if c.seed in it.snapshot_seeds]      # figure runs keep snapshots
     group = [c for c in todo if c.seed not in it.snapshot_seeds]
     if together and len(group) > 1:
