@@ -14,10 +14,10 @@ RESULTS ?=
 VITSOM_DATA ?= $(CURDIR)/data
 export VITSOM_DATA
 
-.PHONY: install test reproduce notebooks book plan clean bench help
+.PHONY: install test reproduce notebooks book plan summary clean bench help
 
 help:
-	@echo "make install | test | reproduce [PROFILE=smoke|quick|paper SEEDS='0 1' DATASETS='usps mnist' RESULTS=dir] | book | plan | bench | clean"
+	@echo "make install | test | reproduce [PROFILE=smoke|quick|paper SEEDS='0 1' DATASETS='usps mnist' RESULTS=dir] | book | plan | summary | bench | clean"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ book: install
 # which runs of PROFILE have a record and which are missing (nothing is trained)
 plan: install
 	$(PY) -m vitsom plan --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DATASETS),--datasets $(DATASETS)) $(if $(RESULTS),--results $(RESULTS))
+
+# rewrite README.md's results table from the paper-profile records (a test checks it is current)
+summary: install
+	$(PY) -m vitsom summary --write README.md
 
 bench: install
 	$(PY) benchmarks/bench_train.py

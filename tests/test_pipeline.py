@@ -222,6 +222,49 @@ def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
     assert set(st[st["paper_profile_ours"] != "—"]["model"]) <= {E.DESOM, f"{E.DESOM} [clustering]"}
 
 
+def test_paper_profile_summary_lists_the_records_it_has_and_the_cells_it_lacks(tmp_path):
+    """The README's summary: a cell with paper-profile records shows their mean, its distance in the paper's
+    stds and their device; a cell without any is listed as not yet run."""
+    _copy_recipe_records("desom-usps", tmp_path / "results")
+    recs = [json.loads(f.read_text()) for f in (tmp_path / "results" / "paper" / "desom-usps").glob("*.json")]
+    vals = [r["metrics"]["purity"] for r in recs]
+    md = R.paper_profile_summary(tmp_path / "results")
+    row = next(line for line in md.splitlines() if line.startswith(f"| Clustering purity | {E.DESOM} | USPS |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3:6] == ["0.857 ± 0.011", B.fmt(float(np.mean(vals)), float(np.std(vals)), 5, 3),
+                          f"{np.mean(vals) - 0.857:+.3f}"]
+    assert cells[6] == f"{(np.mean(vals) - 0.857) / 0.011:+.1f}" and cells[7] == "0, 1, 2, 3, 4"
+    assert recs[0]["device"]["name"] in cells[8]
+    assert f"- Clustering purity, {E.VIT_SOM_40}: MNIST, Fashion-MNIST, USPS, params" in md   # none of its records
+    assert f"- Clustering purity, {E.DESOM}: MNIST, Fashion-MNIST, params" in md   # params: its MNIST records
+    assert md.count("| Clustering purity |") == 1
+
+
+def test_readme_summary_matches_the_committed_records():
+    """The README's results table is generated from results/; regenerate it when a record changes."""
+    text = (REPO_ROOT / "README.md").read_text()
+    assert R.replace_summary(text, R.paper_profile_summary(REPO_ROOT / "results")) == text, \
+        "README.md's paper-profile summary is out of date: run `python -m vitsom summary --write README.md`"
+    with pytest.raises(ValueError, match="no summary block"):
+        R.replace_summary("no block here", "x")
+
+
+def test_summary_command_writes_and_checks_a_files_summary_block(tmp_path, capsys):
+    from vitsom.__main__ import main
+    _copy_recipe_records("desom-usps", tmp_path / "results")
+    f = tmp_path / "README.md"
+    f.write_text(f"# title\n\n{R.SUMMARY_BEGIN}\nold table\n{R.SUMMARY_END}\n\nafter\n")
+    args = ["summary", "--results", str(tmp_path / "results")]
+    assert main(args + ["--check", str(f)]) == 1 and "out of date" in capsys.readouterr().err
+    assert main(args + ["--write", str(f)]) == 0
+    text = f.read_text()
+    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "old table" not in text
+    assert f"| Clustering purity | {E.DESOM} | USPS |" in text
+    assert main(args + ["--check", str(f)]) == 0
+    f.write_text("no block\n")
+    assert main(args + ["--write", str(f)]) == 2 and "no summary block" in capsys.readouterr().err
+
+
 def test_timing_cells_never_average_a_cpu_run_with_a_gpu_run():
     gpu = {"seed": 0, "device": {"type": "cuda", "name": "NVIDIA H200"}, "train_time_s": 120.0,
            "metrics": {"purity": 0.70}}

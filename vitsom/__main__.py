@@ -1,5 +1,6 @@
 """Command line: ``python -m vitsom train --preset NAME [--profile P] [--seed S] [--set k=v …]``,
-``presets``, ``show --preset NAME``, ``plan --profile P [--missing]`` and ``diagnose RECORD.json …``."""
+``presets``, ``show --preset NAME``, ``plan --profile P [--missing]``, ``summary [--write README.md]`` and
+``diagnose RECORD.json …``."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--datasets", nargs="+", default=None, help="default: every dataset")
     pl.add_argument("--results", default=None, help="results folder (default: ./results)")
     pl.add_argument("--missing", action="store_true", help="list only the runs that lack a record")
+    su = sub.add_parser("summary", help="the paper numbers that have a paper-profile record, ours beside them "
+                                        "(markdown); --write FILE replaces the summary block in FILE, --check FILE "
+                                        "fails if that block is out of date")
+    su.add_argument("--results", default=None, help="results folder (default: ./results)")
+    su.add_argument("--write", default=None, metavar="FILE")
+    su.add_argument("--check", default=None, metavar="FILE")
     dg = sub.add_parser("diagnose", help="add the diagnostics (SOM gradient share, prototype gradient, latent "
                                          "spread, chance purity) that existing run records lack (needs their "
                                          "weights in runs/<key>/model.pt)")
@@ -61,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "plan":
             return print_plan(args.profile, args.seeds, args.datasets, args.results, args.missing)
+        if args.cmd == "summary":
+            return summary(args.results, args.write, args.check)
         if args.cmd == "diagnose":
             from .diagnostics import add_diagnostics
             for f in args.records:
@@ -94,6 +103,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:      # TrainingInterrupted says where its checkpoint is
         print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
+    return 0
+
+
+def summary(results, write: str | None, check: str | None) -> int:
+    """Print the paper-profile summary, or write it into (or check it against) a file's summary block."""
+    from pathlib import Path
+    from .records import atomic_write_bytes
+    from .reported import paper_profile_summary, replace_summary
+    text = paper_profile_summary(results)
+    if write is None and check is None:
+        print(text)
+        return 0
+    path = Path(write or check)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    old = path.read_text()
+    new = replace_summary(old, text)
+    if check is not None:
+        if new != old:
+            print(f"{path}: the paper-profile summary is out of date with the records in results/; "
+                  f"run `python -m vitsom summary --write {path}` and commit it", file=sys.stderr)
+            return 1
+        print(f"{path}: the paper-profile summary matches the records")
+        return 0
+    atomic_write_bytes(path, new.encode())
+    print(f"{path}: summary {'unchanged' if new == old else 'updated'}")
     return 0
 
 
