@@ -21,7 +21,8 @@
 #                                          # the tree, so records name this commit instead
 # Run on the device (device tool: carry [".gpu-data"], timeout_s a minute above BUDGET_S):
 #   BUDGET_S=420 bash benchmarks/gpu_session.sh
-# Back here: tar -xzf <files_at>/records.tar.gz (records land in results/paper/), commit them.
+# Back here: tar -xzf <files_at>/records.tar.gz (records land in results/paper/), `make summary` (the README's
+# results table; a test fails until it is rewritten), then commit them together.
 # Steps 3 and 5 are skipped with SKIP_PRECISION=1 / SKIP_BENCH=1 (e.g. once they have been measured).
 # With PROBE=0, VITSOM_COMPILE_MODE, ONE_SEED and SHARDS (exported before the call) say how to train
 # instead: e.g. VITSOM_COMPILE_MODE=reduce-overhead compiles every training run with CUDA graphs.
