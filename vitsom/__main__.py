@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                                         "(markdown); --write FILE replaces the summary block in FILE, --check FILE "
                                         "fails if that block is out of date")
     su.add_argument("--results", default=None, help="results folder (default: ./results)")
-    su.add_argument("--write", default=None, metavar="FILE")
-    su.add_argument("--check", default=None, metavar="FILE")
+    mode = su.add_mutually_exclusive_group()
+    mode.add_argument("--write", default=None, metavar="FILE")
+    mode.add_argument("--check", default=None, metavar="FILE")
     dg = sub.add_parser("diagnose", help="add the diagnostics (SOM gradient share, prototype gradient, latent "
                                          "spread, chance purity) that existing run records lack (needs their "
                                          "weights in runs/<key>/model.pt)")
