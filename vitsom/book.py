@@ -434,3 +434,12 @@ def subsample(n: int, k: int, seed: int = 0) -> np.ndarray:
     """Sorted indices of a fixed random subset of size min(n, k)."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.permutation(n)[:k]) if n > k else np.arange(n)
+
+
+def md_table(rows: list[dict], cols: Sequence[str]) -> str:
+    """A markdown table of ``rows`` (dicts) with columns ``cols``; pipes escaped, newlines flattened."""
+    def esc(v) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(esc(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)

@@ -192,14 +192,6 @@ def write_status(build: Path, plan: E.Plan, timings: list[tuple[str, float, str]
     return gen / "status.md"
 
 
-def _md_table(rows: list[dict], cols: Sequence[str]) -> str:
-    def esc(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(esc(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
     g = git_commit()
     have = st[st["ours"] != "—"]
@@ -263,12 +255,12 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
             src = "**Ours:** from several profiles/devices (see the column *ours from*)."
         lines += [f"## {title}", "", R.SECTION_NOTES.get(section, ""), "",
                   f"{src} **Paper:** {sub['source'].iloc[0]}; {len(got)} of {len(sub)} numbers have a counterpart "
-                  "of ours.", "", _md_table(rows, cols), ""]
+                  "of ours.", "", B.md_table(rows, cols), ""]
     lines += ["## Figures", "",
               "They are drawn on the [figures page](07_figures.ipynb) from this build's records. The latent, "
               "prototype and map figures also need the figure run's weights, which are not committed (`runs/` is "
               "git-ignored): a build that trains (not `--book-only`) recreates them; the page says when they are missing.", "",
-              _md_table([{"paper figure": f, "ours": "figures page", "how": how}
+              B.md_table([{"paper figure": f, "ours": "figures page", "how": how}
                          for f, page, marker, how in R.FIGURES], ["paper figure", "ours", "how"]), "",
               "## Known deviations from the authors' protocol", ""]
     lines += [f"{i}. **{t}.** {d}" for i, (t, d) in enumerate(R.DEVIATIONS, 1)]
@@ -282,7 +274,7 @@ def status_markdown(st, plan: E.Plan, timings, failures, command: str) -> str:
               "- **Hardware of the efficiency tables**: the paper does not name its GPU, so time and memory are "
               "compared only as orders of magnitude.", "",
               "## How long this build took", "",
-              _md_table([{"stage": n, "wall time (s)": f"{s:.0f}", "result": r} for n, s, r in timings],
+              B.md_table([{"stage": n, "wall time (s)": f"{s:.0f}", "result": r} for n, s, r in timings],
                         ["stage", "wall time (s)", "result"]), "",
               "The book build itself comes after these stages and is not included; the pipeline prints it.", ""]
     return "\n".join(lines)

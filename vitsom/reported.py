@@ -15,7 +15,7 @@ import numpy as np
 
 from .experiments import (CLUSTERING_DATASETS, DATASET_NAMES, DESOM, RAW_SOM, RESNET, VIT_CLS, VIT_SOM_24,
                           VIT_SOM_40, VIT_SOM_CLS, Plan, Run, preset_known)
-from .book import device_label, fmt, fmt_reported, mean_std, record_row
+from .book import device_label, fmt, fmt_reported, md_table, mean_std, record_row
 
 # ----------------------------------------------------------------------------- the paper's numbers
 
@@ -454,9 +454,7 @@ def paper_profile_summary(results=None) -> str:
                      "paper": r["paper"], "ours": r["ours"], "difference": r["difference"],
                      "in paper stds": z, "seeds": r["seeds"], "device": r["device"]})
     cols = ["table", "model", "column", "paper", "ours", "difference", "in paper stds", "seeds", "device"]
-    esc = lambda v: str(v).replace("|", "\\|")  # noqa: E731
-    lines = [SUMMARY_BEGIN, "", "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(esc(row[c]) for c in cols) + " |" for row in rows]
+    lines = [SUMMARY_BEGIN, "", md_table(rows, cols)]
     lines += ["", f"{len(rows)} paper numbers have a `paper`-profile record. Not yet run at the `paper` profile "
               "(they need a GPU, or data this build machine lacks):", ""]
     lines += [f"- {group}, {model}: {', '.join(c)}" for (group, model), c in missing.items()]
