@@ -34,10 +34,10 @@
 # below PyTorch's default ε = 1e-8 (the authors' setting too). Then the update is ≈ lr·g/ε: plain
 # SGD, whose step grows linearly with γ. The column "prototype grad / ε" is the RMS of γ_t·∂L_som/∂W
 # over the units that are some image's BMU, divided by ε, at the end of training (below 1: the
-# ε regime). In the quick and paper profiles the page also reruns γ ∈ {0.0005, 0.005, 0.05} (with
-# warm-up) at ε = 1e-12, where Adam's step no longer depends on the gradient's scale. Purity rewards
-# many small clusters, so read it together with NMI and the number of units used. The clustering
-# page runs the same comparison for the older (v1-era) 24×24 recipe, whose γ is 0.0005.
+# ε regime). In the quick and paper profiles the page also reruns γ ∈ {0.0005, 0.001, 0.005, 0.05}
+# (with warm-up) at ε = 1e-12, where Adam's step no longer depends on the gradient's scale. Purity
+# rewards many small clusters, so read it together with NMI and the number of units used. The
+# clustering page runs the same comparison for the older (v1-era) 24×24 recipe, whose γ is 0.0005.
 
 # %% tags=["hide-input"]
 # Setup. Locally: make the repository importable. On Colab: clone the repository, install it
