@@ -122,8 +122,9 @@ if full_rows:
 
 
 # %% tags=["hide-input"]
-# Each setting at full length against its reference: a small-ε run against the same γ at the default ε,
-# every other γ / warm-up setting against the recipe. Does what the short runs show last 500 epochs?
+# Each setting at full length against its reference: a small-ε run against the same γ at the default ε, a
+# run without warm-up against the same γ with it, every other γ against the recipe. Does what the short runs
+# show last 500 epochs?
 RECIPE_GAMMA = get_preset("usps-clustering").som.gamma     # the γ of every dataset's 40×40 recipe (0.005)
 
 
@@ -139,12 +140,15 @@ def recorded_cells(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
 def contrasts(cells: dict[tuple, pd.DataFrame]) -> dict[tuple, tuple[pd.DataFrame, pd.DataFrame]]:
     """(reference key, changed key) → (reference rows, changed rows), keys as in BY, for every recorded
     setting (``cells``, from :func:`recorded_cells`) whose reference is recorded too: ε = 1e-12 against
-    the same γ and warm-up at the default ε, any other default-ε setting against the recipe (γ =
-    RECIPE_GAMMA with warm-up)."""
+    the same γ and warm-up at the default ε, a constant γ (no warm-up) against the same γ with warm-up
+    (so one change at a time; at the recipe's γ that is the recipe), any other default-ε setting against
+    the recipe (γ = RECIPE_GAMMA with warm-up)."""
     out = {}
     for (ds, g_, warm, eps), got in cells.items():
         if eps != E.DEFAULT_EPS:
             ref = (ds, g_, warm, E.DEFAULT_EPS)
+        elif not warm and g_ != 0:
+            ref = (ds, g_, True, E.DEFAULT_EPS)
         elif (g_, warm) != (RECIPE_GAMMA, True):
             ref = (ds, RECIPE_GAMMA, True, E.DEFAULT_EPS)
         else:
@@ -170,14 +174,18 @@ full_cells = recorded_cells(df if plan.profile == "paper" else full_df)
 full_pairs = contrasts(full_cells)
 short_pairs = contrasts(recorded_cells(df)) if plan.profile != "paper" else {}
 for pair, (ref, alt) in full_pairs.items():
-    (ds, _, _, _), (_, g_, warm, eps) = pair              # an ε pair shares γ and warm-up with its reference
+    (ds, ref_g, ref_warm, _), (_, g_, warm, eps) = pair   # an ε pair shares γ and warm-up with its reference
+    recipe_key = (ds, RECIPE_GAMMA, True, E.DEFAULT_EPS)
     if eps != E.DEFAULT_EPS:
         title = f"Adam's ε at full length ({E.DATASET_NAMES[ds]}, γ = {g_:g}, {'with' if warm else 'without'} warm-up)"
         alt_name, ref_name = f"ε = {eps:.0e}".replace("e-0", "e-"), f"ε = {E.DEFAULT_EPS:.0e}'s".replace("e-0", "e-")
+        where = f"{alt_name} at γ = {g_:g}"             # how the recipe sentence below names this setting
     else:
         name = setting_name(g_, warm)
         title = f"{name[0].upper() if name[0].isascii() else name[0]}{name[1:]} at full length ({E.DATASET_NAMES[ds]})"
-        alt_name, ref_name = name, f"the recipe's (γ = {RECIPE_GAMMA:g} with warm-up)"
+        alt_name, where = name, name
+        ref_name = (f"the recipe's (γ = {RECIPE_GAMMA:g} with warm-up)" if pair[0] == recipe_key
+                    else f"{setting_name(ref_g, ref_warm)} at")
     diff = alt["purity"].mean() - ref["purity"].mean()
     noise = seed_noise(ref, alt)
     full_moves = abs(diff) > noise
@@ -189,14 +197,13 @@ for pair, (ref, alt) in full_pairs.items():
     paired = B.seed_by_seed(ref, alt)                    # the same seeds side by side, where both cells ran them
     if paired:
         text += f" Seed by seed, {alt_name} is {paired}."
-    recipe_key = (ds, RECIPE_GAMMA, True, E.DEFAULT_EPS)
-    if eps != E.DEFAULT_EPS and (g_, warm) != (RECIPE_GAMMA, True) and recipe_key in full_cells:
-        recipe = full_cells[recipe_key]                  # does the small ε close the gap to the recipe?
+    if pair[0] != recipe_key and (g_, warm) != (RECIPE_GAMMA, True) and recipe_key in full_cells:
+        recipe = full_cells[recipe_key]                  # and where does the setting stand against the recipe?
         to_recipe = alt["purity"].mean() - recipe["purity"].mean()
         recipe_noise = seed_noise(recipe, alt)
         rd = B.contrast_digits(to_recipe, recipe_noise)
         text += (f" The recipe (γ = {RECIPE_GAMMA:g} with warm-up, ε = {E.DEFAULT_EPS:.0e}) scores "
-                 f"{cell_summary(recipe)}".replace("e-0", "e-") + f": {alt_name} at γ = {g_:g} is {to_recipe:+.{rd}f} "
+                 f"{cell_summary(recipe)}".replace("e-0", "e-") + f": {where} is {to_recipe:+.{rd}f} "
                  f"from it, " + ("more than" if abs(to_recipe) > recipe_noise else "within")
                  + f" twice the larger ± ({recipe_noise:.{rd}f}).")
     if g_ == 0:
