@@ -197,7 +197,7 @@ for pair, (ref, alt) in full_pairs.items():
     paired = B.seed_by_seed(ref, alt)                    # the same seeds side by side, where both cells ran them
     if paired:
         text += f" Seed by seed, {alt_name} is {paired}."
-    if pair[0] != recipe_key and (g_, warm) != (RECIPE_GAMMA, True) and recipe_key in full_cells:
+    if pair[0] != recipe_key and recipe_key in full_cells:   # (the recipe's own ε pair has the recipe as reference)
         recipe = full_cells[recipe_key]                  # and where does the setting stand against the recipe?
         to_recipe = alt["purity"].mean() - recipe["purity"].mean()
         recipe_noise = seed_noise(recipe, alt)
