@@ -106,7 +106,8 @@ B.show_table(pd.DataFrame(rows), "tbl-ablation-distance", "Distance metric and S
 
 # %% tags=["hide-input"]
 # In a build of another profile: the ablation's runs at the full recipe (paper profile) that have a record.
-full_df = label_inputs(B.full_recipe_frame("03_ablation_distance", plan))
+full_read = B.full_recipe_outcomes("03_ablation_distance", plan)      # None in a paper-profile build
+full_df = label_inputs(B.full_recipe_frame("03_ablation_distance", plan, read=full_read))
 full_rows = [ablation_row(k, g) | {"seeds": f"{len(g)} of {n}"} for k, g, n in B.recorded_groups(full_df, BY)]
 if full_rows:
     full_have = full_df[full_df["status"] == "existing"]
@@ -218,3 +219,26 @@ if not have.empty:
                   f"(bars: mean, error bars: std over seeds). {PROV}.")
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))
+
+# %% [markdown]
+# ### Repeats: the same run under another arithmetic order
+#
+# Full-length runs made twice with every config field equal, seed included, but another CPU thread
+# count (and sometimes another CPU: the device column names both), which changes the order of the
+# floating-point sums. The tables above use only each run's own
+# record; its repeats live beside it (`results/<profile>/<preset>/repeats/`; make one with
+# `python -m vitsom train … --repeat TAG` under another `OMP_NUM_THREADS`). Where a run and its repeat
+# differ, the difference is what the arithmetic order alone does to that run. (The γ page has more
+# repeats, and discusses the training L1's plateau that the exit-epoch column measures.)
+
+# %% tags=["hide-input"]
+def repeat_setting(c: dict) -> str:
+    return f"{c['som']['distance']} distance, {E.SOM_INPUTS[c['som'].get('som_input', 'patches')]}"
+
+
+rep, rep_recs = B.repeats_table(outcomes if full_read is None else full_read[1], plan.results, repeat_setting)
+if rep_recs:
+    B.show_table(rep, "tbl-distance-repeats", "Full-length runs of this page made twice, with only the "
+                 "arithmetic order (CPU thread count, CPU) changed", note=f"profile {rep_recs[0]['profile']}")
+else:
+    display(Markdown("No full-length run of this page has a repeat yet."))

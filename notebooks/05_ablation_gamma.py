@@ -69,7 +69,6 @@ from IPython.display import Markdown, display  # noqa: E402
 
 from vitsom import experiments as E, book as B  # noqa: E402
 from vitsom import plots as P  # noqa: E402
-from vitsom import records as R  # noqa: E402
 from vitsom.config import get_preset  # noqa: E402
 
 pd.set_option("display.max_colwidth", 200)
@@ -254,12 +253,7 @@ else:
 # autoencoder trains, whatever the γ setting.
 
 # %% tags=["hide-input"]
-L1_MARK = 0.05    # "has left the plateau": the first epoch whose mean training L1 is below this value
-
-
-def plateau_exit(rec: dict) -> int | None:
-    """The first epoch (1-based) whose mean training L1 is below L1_MARK; None if none is."""
-    return next((h["epoch"] + 1 for h in rec.get("history", []) if h.get("task_loss", np.inf) < L1_MARK), None)
+L1_MARK, plateau_exit = B.L1_MARK, B.plateau_exit
 
 
 def span(values, form: str) -> str:
@@ -318,24 +312,13 @@ if not drawn:
 # repeat differ, the difference is what the arithmetic order alone does to that run.
 
 # %% tags=["hide-input"]
-rep_rows, rep_recs = [], []
-for o in sorted(full_recs, key=lambda o: (o.run.dataset, o.run.seed)):
-    repeats = R.iter_repeats(o.record, plan.results)
-    pairs = [("the tables' record", o.record)] + [("repeat", x) for x in repeats] if repeats else []
-    for which, r in pairs:
-        c = r["config"]
-        rep_rows.append({"dataset": E.DATASET_NAMES[o.run.dataset], "seed": o.run.seed,
-                         "setting": setting_name(c["som"]["gamma"], c["som"]["gamma_warmup"])
-                         + f", Adam ε {c['train'].get('eps', E.DEFAULT_EPS):.0e}",
-                         "run": which, "device": B.device_label(r),
-                         f"epoch the training L1 first fell below {L1_MARK:g}": plateau_exit(r) or "never",
-                         "eval L1": f"{r['metrics']['recon_l1']:.4f}", "purity": f"{r['metrics']['purity']:.3f}",
-                         "units used": r["metrics"].get("units_used"),
-                         "wall time (min)": round(r["wall_time_s"] / 60),
-                         "commit": str(r.get("git", {}).get("commit", "?"))[:7]})
-        rep_recs.append(r)
-if rep_rows:
-    B.show_table(pd.DataFrame(rep_rows), "tbl-gamma-repeats", "Full-length runs of this page made twice, with only "
+def repeat_setting(c: dict) -> str:
+    return setting_name(c["som"]["gamma"], c["som"]["gamma_warmup"]) + f", Adam ε {c['train'].get('eps', E.DEFAULT_EPS):.0e}"
+
+
+rep, rep_recs = B.repeats_table(full_recs, plan.results, repeat_setting)
+if rep_recs:
+    B.show_table(rep, "tbl-gamma-repeats", "Full-length runs of this page made twice, with only "
                  "the arithmetic order (CPU thread count, CPU) changed", note=f"profile {rep_recs[0]['profile']}")
 else:
     display(Markdown("No full-length run of this page has a repeat yet."))

@@ -36,6 +36,7 @@ FULL_RECIPE_TABLES = {       # a smoke/quick build's tables of the paper-profile
     "04_ablation_grid": "tbl-ablation-grid-paper-profile",
     "05_ablation_gamma": "tbl-ablation-gamma-paper-profile",
 }
+REPEATS_TABLES = {"03_ablation_distance": "tbl-distance-repeats", "05_ablation_gamma": "tbl-gamma-repeats"}
 FIGURES = {
     "01_clustering": ["fig-desom-curves", "fig-clustering-length"],
     "03_ablation_distance": ["fig-ablation-distance"],
@@ -196,6 +197,9 @@ def _copy_recipe_records(preset: str, results: Path, overridden_too: bool = Fals
         rec = json.loads(f.read_text())
         if overridden_too or rec["key"] == make_config(preset, "paper", rec["seed"]).key():
             shutil.copy(f, dest / f.name)
+            for rep in (f.parent / "repeats").glob(f"{rec['key']}.*.json"):     # its repeats, if any
+                (dest / "repeats").mkdir(exist_ok=True)
+                shutil.copy(rep, dest / "repeats" / rep.name)
 
 
 def test_status_page_shows_paper_profile_records_in_other_builds(tmp_path):
@@ -370,6 +374,16 @@ def test_pages_of_a_smoke_build_render_the_full_recipe_records(tmp_path):
         assert f'data-vitsom-table="{table}"' in html, name
         assert "5 of 5" in html or name == "01_clustering", name       # the seeds column of the ablation pages
         assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])), name
+        if name in REPEATS_TABLES:          # each repeat of a run of this page, beside its record
+            planned = {r.config("paper").key() for r in E.runs(name, E.Plan.make("paper", datasets=["usps"]))}
+            n_rep = sum(f.name.split(".")[0] in planned for f in
+                        (tmp_path / "results/paper/usps-clustering/repeats").glob("*.json"))
+            assert n_rep >= 1, name                                        # committed: the seed-2 recipe's repeat
+            rep_table = html[html.index(f'data-vitsom-table="{REPEATS_TABLES[name]}"'):]
+            rep_table = rep_table[:rep_table.index("</table>")]
+            assert rep_table.count("<td>repeat</td>") == n_rep, (name, rep_table)
+            assert rep_table.count("<td>the tables' record</td>") == len({f.name.split(".")[0] for f in
+                (tmp_path / "results/paper/usps-clustering/repeats").glob("*.json")} & planned), name
         if name == "01_clustering":
             assert 'data-vitsom-table="tbl-v1-full-usps"' in html
             v1_table = html[html.index('data-vitsom-table="tbl-v1-full-usps"'):]
@@ -592,6 +606,44 @@ def test_seeds_cell_counts_the_planned_runs_that_have_a_record():
     g = pd.DataFrame({"status": ["existing", "trained", "not-run", "no-data", "existing"]})
     assert B.seeds_cell(g) == "3 of 5"
     assert B.seeds_cell(g[g["status"] == "not-run"]) == "0 of 1"
+
+
+def test_plateau_exit_is_the_first_epoch_below_the_mark():
+    hist = [{"epoch": e, "task_loss": v} for e, v in enumerate([0.09, 0.066, 0.051, 0.049, 0.06, 0.03])]
+    assert B.plateau_exit({"history": hist}) == 4               # 1-based, the first one below 0.05, not the last
+    assert B.plateau_exit({"history": hist}, mark=0.04) == 6
+    assert B.plateau_exit({"history": hist[:3]}) is None and B.plateau_exit({}) is None
+
+
+def test_repeats_table_sets_each_record_beside_its_repeats(tmp_path):
+    """A page's repeats table: the record, then its repeats, for runs that have one; the device column
+    names the thread count, time is the training time of every segment (not the last one's wall time)."""
+    from vitsom.config import make_config
+    from vitsom.records import SCHEMA, atomic_write_json, record_path, repeats_dir
+    hist = [{"epoch": e, "task_loss": v} for e, v in enumerate([0.07, 0.06, 0.04])]
+
+    def rec(seed, threads, l1, hist_):
+        cfg = make_config("usps-clustering", "paper", seed)
+        return {"schema": SCHEMA, "profile": "paper", "preset": cfg.preset, "key": cfg.key(), "seed": seed,
+                "config": cfg.to_dict(), "history": hist_, "git": {"commit": "abcdef0123"},
+                "metrics": {"purity": 0.95, "recon_l1": l1, "units_used": 1500},
+                "device": {"type": "cpu", "name": "Xeon", "cpu_threads": threads},
+                "train_time_s": 600.0, "wall_time_s": 60.0}
+    r2, r3 = rec(2, 2, 0.0365, hist), rec(3, 1, 0.0361, hist)
+    for r in (r2, r3):
+        atomic_write_json(record_path(make_config(r["preset"], "paper", r["seed"]), tmp_path), r)
+    outs = [E.Outcome(E.Run("usps-clustering", (), s, dataset="usps"), "existing", r) for s, r in ((3, r3), (2, r2))]
+    outs.append(E.Outcome(E.Run("usps-clustering", (), 4, dataset="usps"), "not-run"))
+    df, shown = B.repeats_table(outs, tmp_path, lambda c: c["som"]["distance"])
+    assert df.empty and shown == []                                  # no run has a repeat yet
+    atomic_write_json(repeats_dir(r2, tmp_path) / f"{r2['key']}.1thread.json", rec(2, 1, 0.0386, hist[:2]))
+    df, shown = B.repeats_table(outs, tmp_path, lambda c: c["som"]["distance"])
+    assert df["run"].tolist() == ["the tables' record", "repeat"] and df["seed"].tolist() == [2, 2]
+    assert df["device"].tolist() == ["cpu (Xeon, 2 threads)", "cpu (Xeon, 1 thread)"]
+    assert df["epoch the training L1 first fell below 0.05"].tolist() == [3, "never"]
+    assert df["eval L1"].tolist() == ["0.0365", "0.0386"] and df["setting"].tolist() == ["cosine", "cosine"]
+    assert df["training time (min)"].tolist() == [10, 10] and df["commit"].tolist() == ["abcdef0", "abcdef0"]
+    assert [r["device"]["cpu_threads"] for r in shown] == [2, 1]
 
 
 def test_missing_note_names_the_missing_seeds_of_partial_runs():

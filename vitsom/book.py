@@ -7,12 +7,12 @@ Numbers are mean ± population std over seeds (``np.std``, as the paper). Nothin
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .experiments import CLUSTERING_DATASETS, DATASET_NAMES, Outcome, Plan, execute, fetch_data, runs
-from .records import bf16_som_distances
+from .records import bf16_som_distances, iter_repeats
 
 # ----------------------------------------------------------------------------- records → tables
 
@@ -363,6 +363,39 @@ def full_recipe_note(full_have, profile: str) -> str:
             "the CPU, so a row averages the seeds that have a record (the seeds column says how many of the paper "
             f"profile's runs that is) and rows without any record are left out. The table above stays the {profile} "
             "profile's.")
+
+
+L1_MARK = 0.05    # a run "has left the plateau" at the first epoch whose mean training L1 is below this value
+
+
+def plateau_exit(rec: dict, mark: float = L1_MARK) -> int | None:
+    """The first epoch (1-based) of the record ``rec`` whose mean training (task) loss is below
+    ``mark``; None if none is. Every USPS autoencoder passes a plateau near 0.065 before it."""
+    return next((h["epoch"] + 1 for h in rec.get("history", []) if h.get("task_loss", np.inf) < mark), None)
+
+
+def repeats_table(outcomes: Sequence[Outcome], results, setting: Callable[[dict], str]):
+    """Every run of ``outcomes`` that has a record and a *repeat* (the same config run again under
+    another arithmetic order, :func:`vitsom.records.iter_repeats`), each as one row for the record
+    and one per repeat, side by side: ``(DataFrame, the records shown)``, both empty if no run has a
+    repeat. ``setting(config dict)`` names the run's setting in the page's own words."""
+    import pandas as pd
+    rows, shown = [], []
+    for o in sorted((o for o in outcomes if o.record is not None), key=lambda o: (o.run.dataset, o.run.seed)):
+        repeats = iter_repeats(o.record, results)
+        for which, r in ([("the tables' record", o.record)] + [("repeat", x) for x in repeats] if repeats else []):
+            exit_epoch = plateau_exit(r) if r.get("history") else None
+            rows.append({"dataset": DATASET_NAMES.get(o.run.dataset, o.run.dataset), "seed": o.run.seed,
+                         "setting": setting(r["config"]), "run": which, "device": device_label(r),
+                         f"epoch the training L1 first fell below {L1_MARK:g}":
+                             exit_epoch or ("never" if r.get("history") else "—"),
+                         "eval L1": f"{r['metrics']['recon_l1']:.4f}" if "recon_l1" in r["metrics"] else "—",
+                         "purity": f"{r['metrics']['purity']:.3f}", "units used": r["metrics"].get("units_used"),
+                         # a resumed run's wall_time_s is its last segment's; train_time_s adds them all
+                         "training time (min)": round(r.get("train_time_s", r.get("wall_time_s", 0)) / 60),
+                         "commit": str(r.get("git", {}).get("commit", "?"))[:7]})
+            shown.append(r)
+    return pd.DataFrame(rows), shown
 
 
 def show_outcomes(outcomes: Sequence[Outcome]) -> None:
