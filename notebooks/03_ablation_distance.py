@@ -223,13 +223,10 @@ else:
 # %% [markdown]
 # ### Repeats: the same run under another arithmetic order
 #
-# Full-length runs made twice with every config field equal, seed included, but another CPU thread
-# count (and sometimes another CPU: the device column names both), which changes the order of the
-# floating-point sums. The tables above use only each run's own
-# record; its repeats live beside it (`results/<profile>/<preset>/repeats/`; make one with
-# `python -m vitsom train … --repeat TAG` under another `OMP_NUM_THREADS`). Where a run and its repeat
-# differ, the difference is what the arithmetic order alone does to that run. (The γ page has more
-# repeats, and discusses the training L1's plateau that the exit-epoch column measures.)
+# Full-length runs of this page made twice with every config field equal, seed included, but another
+# CPU thread count (and sometimes another CPU: the device column names both), which changes the order
+# of the floating-point sums; the tables above use only each run's own record. The γ page explains
+# repeats and the training L1's plateau that the exit-epoch column measures.
 
 # %% tags=["hide-input"]
 def repeat_setting(c: dict) -> str:

@@ -94,7 +94,8 @@ B.show_table(pd.DataFrame(rows), "tbl-ablation-grid", "Map size ablation (ours; 
 
 # %% tags=["hide-input"]
 # In a build of another profile: the map sizes at the full recipe (paper profile) that have a record.
-full_df = B.full_recipe_frame("04_ablation_grid", plan)
+full_read = B.full_recipe_outcomes("04_ablation_grid", plan)          # None in a paper-profile build
+full_df = B.full_recipe_frame("04_ablation_grid", plan, read=full_read)
 full_rows = [grid_row(k, g) | {"seeds": f"{len(g)} of {n}"} for k, g, n in B.recorded_groups(full_df, BY)]
 if full_rows:
     full_have = full_df[full_df["status"] == "existing"]
@@ -181,3 +182,20 @@ if not have.empty:
                                 "compare times only between runs of the same one." if len(machines) > 1 else ""))
 else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))
+
+# %% [markdown]
+# ### Repeats: the same run under another arithmetic order
+#
+# Full-length runs of this page made twice with every config field equal, seed included, but another
+# CPU thread count (and sometimes another CPU: the device column names both), which changes the order
+# of the floating-point sums; the tables above use only each run's own record. The γ page explains
+# repeats and the training L1's plateau that the exit-epoch column measures.
+
+# %% tags=["hide-input"]
+rep, rep_recs = B.repeats_table(outcomes if full_read is None else full_read[1], plan.results,
+                                lambda c: f"{c['som']['height']}×{c['som']['width']} map")
+if rep_recs:
+    B.show_table(rep, "tbl-grid-repeats", "Full-length runs of this page made twice, with only the "
+                 "arithmetic order (CPU thread count, CPU) changed", note=f"profile {rep_recs[0]['profile']}")
+else:
+    display(Markdown("No full-length run of this page has a repeat yet."))

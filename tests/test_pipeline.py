@@ -36,7 +36,8 @@ FULL_RECIPE_TABLES = {       # a smoke/quick build's tables of the paper-profile
     "04_ablation_grid": "tbl-ablation-grid-paper-profile",
     "05_ablation_gamma": "tbl-ablation-gamma-paper-profile",
 }
-REPEATS_TABLES = {"03_ablation_distance": "tbl-distance-repeats", "05_ablation_gamma": "tbl-gamma-repeats"}
+REPEATS_TABLES = {"03_ablation_distance": "tbl-distance-repeats", "04_ablation_grid": "tbl-grid-repeats",
+                  "05_ablation_gamma": "tbl-gamma-repeats"}
 FIGURES = {
     "01_clustering": ["fig-desom-curves", "fig-clustering-length"],
     "03_ablation_distance": ["fig-ablation-distance"],
