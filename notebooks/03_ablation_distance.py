@@ -221,7 +221,7 @@ else:
     display(Markdown("No run of this page has a record yet, so there is no figure."))
 
 # %% [markdown]
-# ### Repeats: the same run under another arithmetic order
+# ## Repeats: the same run under another arithmetic order
 #
 # Full-length runs of this page made twice with every config field equal, seed included, but another
 # CPU thread count (and sometimes another CPU: the device column names both), which changes the order
