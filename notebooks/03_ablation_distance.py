@@ -233,9 +233,5 @@ def repeat_setting(c: dict) -> str:
     return f"{c['som']['distance']} distance, {E.SOM_INPUTS[c['som'].get('som_input', 'patches')]}"
 
 
-rep, rep_recs = B.repeats_table(outcomes if full_read is None else full_read[1], plan.results, repeat_setting)
-if rep_recs:
-    B.show_table(rep, "tbl-distance-repeats", "Full-length runs of this page made twice, with only the "
-                 "arithmetic order (CPU thread count, CPU) changed", note=f"profile {rep_recs[0]['profile']}")
-else:
-    display(Markdown("No full-length run of this page has a repeat yet."))
+B.show_repeats(outcomes if full_read is None else full_read[1], plan.results, repeat_setting,
+               "tbl-distance-repeats")

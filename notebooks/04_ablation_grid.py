@@ -192,10 +192,5 @@ else:
 # repeats and the training L1's plateau that the exit-epoch column measures.
 
 # %% tags=["hide-input"]
-rep, rep_recs = B.repeats_table(outcomes if full_read is None else full_read[1], plan.results,
-                                lambda c: f"{c['som']['height']}×{c['som']['width']} map")
-if rep_recs:
-    B.show_table(rep, "tbl-grid-repeats", "Full-length runs of this page made twice, with only the "
-                 "arithmetic order (CPU thread count, CPU) changed", note=f"profile {rep_recs[0]['profile']}")
-else:
-    display(Markdown("No full-length run of this page has a repeat yet."))
+B.show_repeats(outcomes if full_read is None else full_read[1], plan.results,
+               lambda c: f"{c['som']['height']}×{c['som']['width']} map", "tbl-grid-repeats")

@@ -316,9 +316,4 @@ def repeat_setting(c: dict) -> str:
     return setting_name(c["som"]["gamma"], c["som"]["gamma_warmup"]) + f", Adam ε {c['train'].get('eps', E.DEFAULT_EPS):.0e}"
 
 
-rep, rep_recs = B.repeats_table(full_recs, plan.results, repeat_setting)
-if rep_recs:
-    B.show_table(rep, "tbl-gamma-repeats", "Full-length runs of this page made twice, with only "
-                 "the arithmetic order (CPU thread count, CPU) changed", note=f"profile {rep_recs[0]['profile']}")
-else:
-    display(Markdown("No full-length run of this page has a repeat yet."))
+B.show_repeats(full_recs, plan.results, repeat_setting, "tbl-gamma-repeats")

@@ -384,11 +384,10 @@ def repeats_table(outcomes: Sequence[Outcome], results, setting: Callable[[dict]
     for o in sorted((o for o in outcomes if o.record is not None), key=lambda o: (o.run.dataset, o.run.seed)):
         repeats = iter_repeats(o.record, results)
         for which, r in ([("the tables' record", o.record)] + [("repeat", x) for x in repeats] if repeats else []):
-            exit_epoch = plateau_exit(r) if r.get("history") else None
             rows.append({"dataset": DATASET_NAMES.get(o.run.dataset, o.run.dataset), "seed": o.run.seed,
                          "setting": setting(r["config"]), "run": which, "device": device_label(r),
                          f"epoch the training L1 first fell below {L1_MARK:g}":
-                             exit_epoch or ("never" if r.get("history") else "—"),
+                             (plateau_exit(r) or "never") if r.get("history") else "—",
                          "eval L1": f"{r['metrics']['recon_l1']:.4f}" if "recon_l1" in r["metrics"] else "—",
                          "purity": f"{r['metrics']['purity']:.3f}", "units used": r["metrics"].get("units_used"),
                          # a resumed run's wall_time_s is its last segment's; train_time_s adds them all
@@ -396,6 +395,17 @@ def repeats_table(outcomes: Sequence[Outcome], results, setting: Callable[[dict]
                          "commit": str(r.get("git", {}).get("commit", "?"))[:7]})
             shown.append(r)
     return pd.DataFrame(rows), shown
+
+
+def show_repeats(outcomes: Sequence[Outcome], results, setting: Callable[[dict], str], table_id: str) -> None:
+    """A page's table of :func:`repeats_table`, or a line saying that none of its runs has a repeat."""
+    from IPython.display import Markdown, display
+    table, shown = repeats_table(outcomes, results, setting)
+    if shown:
+        show_table(table, table_id, "Full-length runs of this page made twice, with only the arithmetic order "
+                   "(CPU thread count, CPU) changed", note=f"profile {shown[0]['profile']}")
+    else:
+        display(Markdown("No full-length run of this page has a repeat yet."))
 
 
 def show_outcomes(outcomes: Sequence[Outcome]) -> None:
