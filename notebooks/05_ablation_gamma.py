@@ -185,12 +185,12 @@ for pair, (ref, alt) in full_pairs.items():
         alt_name, where = name, name
         ref_name = (f"the recipe's (γ = {RECIPE_GAMMA:g} with warm-up)" if pair[0] == recipe_key
                     else f"{setting_name(ref_g, ref_warm)} at")
-    diff = alt["purity"].mean() - ref["purity"].mean()
+    diff, on = B.shared_seed_diff(ref, alt)             # a cell with fewer seeds: compared on the seeds both ran
     noise = seed_noise(ref, alt)
     full_moves = abs(diff) > noise
     digits = B.contrast_digits(diff, noise)
     text = (f"**{title}.** Trained {int(ref['epochs'].max())} epochs (the paper profile), {alt_name} scores "
-            f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.{digits}f}, "
+            f"{cell_summary(alt)} against {ref_name} {cell_summary(ref)}: {diff:+.{digits}f}{on}, "
             + (f"more than twice the larger of the two cells' ± ({noise:.{digits}f}, the spread over their seeds)."
                if full_moves else f"within twice the larger of the two cells' ± ({noise:.{digits}f}, seed noise)."))
     paired = B.seed_by_seed(ref, alt)                    # the same seeds side by side, where both cells ran them
@@ -198,12 +198,12 @@ for pair, (ref, alt) in full_pairs.items():
         text += f" Seed by seed, {alt_name} is {paired}."
     if pair[0] != recipe_key and recipe_key in full_cells:   # (the recipe's own ε pair has the recipe as reference)
         recipe = full_cells[recipe_key]                  # and where does the setting stand against the recipe?
-        to_recipe = alt["purity"].mean() - recipe["purity"].mean()
+        to_recipe, recipe_on = B.shared_seed_diff(recipe, alt)
         recipe_noise = seed_noise(recipe, alt)
         rd = B.contrast_digits(to_recipe, recipe_noise)
         text += (f" The recipe (γ = {RECIPE_GAMMA:g} with warm-up, ε = {E.DEFAULT_EPS:.0e}) scores "
                  f"{cell_summary(recipe)}".replace("e-0", "e-") + f": {where} is {to_recipe:+.{rd}f} "
-                 f"from it, " + ("more than" if abs(to_recipe) > recipe_noise else "within")
+                 f"from it{recipe_on}, " + ("more than" if abs(to_recipe) > recipe_noise else "within")
                  + f" twice the larger ± ({recipe_noise:.{rd}f}).")
     if g_ == 0:
         text += (" At γ = 0 no gradient reaches the prototypes: they keep their random initial directions, so the "

@@ -574,6 +574,22 @@ def test_seed_by_seed_pairs_only_the_seeds_both_cells_ran():
     assert B.seed_by_seed(ref, tiny.assign(purity=ref["purity"])) == "level on each of the 4 seeds both cells ran"
 
 
+def test_shared_seed_diff_compares_a_smaller_cell_on_the_seeds_both_ran():
+    import pandas as pd
+    import pytest
+    ref = pd.DataFrame({"seed": [0, 1, 2, 3, 4], "purity": [0.949, 0.953, 0.958, 0.954, 0.957]})
+    one = pd.DataFrame({"seed": [0], "purity": [0.948]})
+    diff, on = B.shared_seed_diff(ref, one)          # against ref's seed 0 (0.949), not ref's mean (0.9542)
+    assert diff == pytest.approx(-0.001) and on == " on the 1 seed both cells ran (0)"
+    diff, on = B.shared_seed_diff(ref, ref.assign(purity=ref["purity"] + 0.002))   # same seeds: all of them
+    assert diff == pytest.approx(0.002) and on == ""
+    two = pd.DataFrame({"seed": [3, 1, 7], "purity": [0.950, 0.957, 0.5]})          # seed 7 unpaired
+    diff, on = B.shared_seed_diff(ref, two)
+    assert diff == pytest.approx(0.0) and on == " on the 2 seeds both cells ran (1, 3)"
+    diff, on = B.shared_seed_diff(ref, pd.DataFrame({"seed": [9], "purity": [0.9]}))  # no shared seed: all seeds
+    assert diff == pytest.approx(0.9 - ref["purity"].mean()) and on == ""
+
+
 def test_levels_off_at_finds_where_longer_training_stops_mattering():
     assert B.seed_noise((0.9, 0.004, 5), (0.95, 0.001, 5)) == 0.01          # floor
     assert B.seed_noise((0.9, 0.04, 5), (0.95, 0.3, 1)) == 0.08             # one seed has no std

@@ -132,6 +132,19 @@ def seed_by_seed(ref: pd.DataFrame, alt: pd.DataFrame, metric: str = "purity", d
             f"(differences {d.min():+.{digits}f} to {d.max():+.{digits}f})")
 
 
+def shared_seed_diff(ref: pd.DataFrame, alt: pd.DataFrame, metric: str = "purity") -> tuple[float, str]:
+    """``alt``'s mean ``metric`` minus ``ref``'s, and how it was taken: over all their seeds (phrase ``""``) when both
+    cells ran the same seeds, else over the seeds both ran, so that a cell with fewer seeds is not set against
+    another cell's other seeds (phrase e.g. ``" on the 1 seed both cells ran (0)"``). No shared seed: all seeds."""
+    a, r = alt.groupby("seed")[metric].mean(), ref.groupby("seed")[metric].mean()
+    shared = sorted(set(a.index) & set(r.index))
+    if not shared or len(shared) == len(a) == len(r):
+        return float(a.mean() - r.mean()), ""
+    n = len(shared)
+    return (float(a[shared].mean() - r[shared].mean()),
+            f" on the {n} seed{'s' if n > 1 else ''} both cells ran ({', '.join(str(x) for x in shared)})")
+
+
 def levels_off_at(by_length: dict[int, tuple[float, float, int]]) -> int:
     """The shortest training length from which every longer one's mean is within :func:`seed_noise`
     of the longest's; the longest itself when the length before it is not."""
