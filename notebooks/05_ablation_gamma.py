@@ -212,10 +212,11 @@ for pair, (ref, alt) in full_pairs.items():
     short_moves = False                                  # short_diff is set wherever short_moves is True
     if pair in short_pairs:
         sref, salt = short_pairs[pair]
-        short_diff = salt["purity"].mean() - sref["purity"].mean()
+        short_diff, short_on = B.shared_seed_diff(sref, salt)   # as above: on the seeds both ran
         short_moves = abs(short_diff) > seed_noise(sref, salt)
         text += (f" In this build's {plan.profile}-profile runs ({int(sref['epochs'].max())} epochs) the same change "
-                 f"moves purity by {short_diff:+.3f} ({sref['purity'].mean():.3f} → {salt['purity'].mean():.3f}; units "
+                 f"moves purity by {short_diff:+.3f}{short_on} ({sref['purity'].mean():.3f} → "
+                 f"{salt['purity'].mean():.3f}; units "
                  f"{sref['units_used'].mean():.0f} → {salt['units_used'].mean():.0f}).")
     if not full_moves and short_moves:
         text += (" So the small ε makes the prototypes move sooner, which matters in a short run; over the full "
